@@ -1,0 +1,53 @@
+// Package telemetry sets up the process's logger and metrics registry. It holds no global
+// state: each process (and each test) builds its own and passes them down.
+package telemetry
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/votingapp/voting/internal/buildinfo"
+)
+
+// NewLogger returns a slog logger writing JSON (format "json") or text (format "text") at the
+// given level ("debug", "info", "warn", "error"), with the service name and version on every
+// line.
+func NewLogger(w io.Writer, level, format, service string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
+	switch strings.ToLower(format) {
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("log format %q: want json or text", format)
+	}
+	return slog.New(h).With("service", service, "version", buildinfo.Version()), nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process collectors and
+// voting_build_info. One registry per process: the global default registry would make a
+// second server in one test process panic on duplicate registration.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "voting_build_info",
+			Help:        "Always 1; the labels say which build is running.",
+			ConstLabels: prometheus.Labels{"version": buildinfo.Version(), "commit": buildinfo.Commit()},
+		}, func() float64 { return 1 }),
+	)
+	return reg
+}

@@ -1,0 +1,137 @@
+package vote
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/web"
+)
+
+// maxBody bounds a vote request. A form or JSON vote is a few dozen bytes; 1 KiB leaves room
+// for clients that add fields, and refuses anything that is not a vote.
+const maxBody = 1 << 10
+
+// pageData is what the page template shows.
+type pageData struct {
+	Options  voting.Options
+	Choice   string // the option this browser voted for, "" before voting
+	Instance string
+	Error    string
+}
+
+func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
+	choice := ""
+	if c, err := r.Cookie(choiceCookie); err == nil && s.cfg.Options.Has(c.Value) {
+		choice = c.Value
+	}
+	s.render(w, r, http.StatusOK, pageData{Choice: choice})
+}
+
+func (s *Service) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
+	d.Options, d.Instance = s.cfg.Options, s.cfg.Instance
+	var buf bytes.Buffer
+	if err := s.page.Execute(&buf, d); err != nil {
+		web.Error(w, r, s.log, err, false)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store") // the page shows this browser's own vote
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// handleForm takes `vote=<option id>` as a form, as the original app and its seed data
+// (`ab -p posta -T application/x-www-form-urlencoded`) send it, and answers with the page
+// showing the choice, as the original does.
+func (s *Service) handleForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	err := r.ParseForm()
+	var tooBig *http.MaxBytesError
+	if err != nil && !errors.As(err, &tooBig) {
+		err = fmt.Errorf("%w: %v", web.ErrBadRequest, err)
+	}
+	option := r.PostForm.Get("vote")
+	if err == nil {
+		_, err = s.cast(w, r, option)
+	}
+	if err != nil {
+		if status, msg := s.reject(err); status == http.StatusBadRequest {
+			// A person sees the page again with the message, not a bare error.
+			s.render(w, r, status, pageData{Error: msg})
+		} else {
+			web.Error(w, r, s.log, err, false)
+		}
+		return
+	}
+	s.render(w, r, http.StatusOK, pageData{Choice: option})
+}
+
+// apiVote is the answer to POST /api/vote. The request body has the vote alone: the voter
+// is the voter_id cookie's, so a client cannot vote in another voter's name.
+type apiVote struct {
+	Vote    string `json:"vote"`
+	VoterID string `json:"voter_id"`
+}
+
+// handleAPI takes {"vote":"a"} and answers 202 with the voter id and the vote: accepted
+// means queued, not yet counted.
+func (s *Service) handleAPI(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Vote string `json:"vote"`
+	}
+	err := web.DecodeJSON(w, r, &in, maxBody)
+	var v voting.Vote
+	if err == nil {
+		v, err = s.cast(w, r, in.Vote)
+	}
+	if err != nil {
+		s.reject(err)
+		web.Error(w, r, s.log, err, true)
+		return
+	}
+	web.WriteJSON(w, http.StatusAccepted, apiVote{Vote: v.Option, VoterID: v.VoterID})
+}
+
+func (s *Service) serveOptions(w http.ResponseWriter, _ *http.Request) {
+	web.WriteJSON(w, http.StatusOK, map[string]any{"options": s.cfg.Options})
+}
+
+// cast validates the choice and publishes it, then sets the cookies. Nothing is published
+// for an invalid choice.
+func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (voting.Vote, error) {
+	if option == "" {
+		return voting.Vote{}, voting.ErrMissingVote
+	}
+	if !s.cfg.Options.Has(option) {
+		return voting.Vote{}, voting.ErrInvalidOption
+	}
+	id, _ := voterID(r)
+	v := voting.Vote{VoterID: id, Option: option, At: voting.Now()}
+	if err := s.pub.Publish(r.Context(), v); err != nil {
+		// Whatever the queue's error, the vote was not taken: the client should retry.
+		return voting.Vote{}, fmt.Errorf("publish vote: %w: %w", voting.ErrUnavailable, err)
+	}
+	s.accepted.WithLabelValues(option).Inc()
+	setCookie(w, r, voterCookie, id)
+	setCookie(w, r, choiceCookie, option)
+	return v, nil
+}
+
+// reject counts a refused vote by reason and returns the status and message for it.
+func (s *Service) reject(err error) (int, string) {
+	status, msg := web.ErrorStatus(err)
+	reason := "error"
+	switch status {
+	case http.StatusBadRequest:
+		reason = "invalid"
+	case http.StatusRequestEntityTooLarge:
+		reason = "too_large"
+	case http.StatusServiceUnavailable:
+		reason = "unavailable"
+	}
+	s.rejected.WithLabelValues(reason).Inc()
+	return status, msg
+}

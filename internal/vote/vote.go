@@ -1,0 +1,113 @@
+// Package vote is the voting web service: it serves the voting page, gives each browser a
+// voter id, validates each choice against the configured options and publishes it to the
+// queue. A 2xx answer means the vote is in the queue. It never reads or writes the store.
+package vote
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/web"
+)
+
+// Config is what the vote service needs to know.
+type Config struct {
+	Options voting.Options
+	// Instance names the process on the page, as the original shows the container id, so
+	// a person can see load balancing at work.
+	Instance string
+}
+
+// Service is the vote web service.
+type Service struct {
+	cfg    Config
+	pub    voting.Publisher
+	log    *slog.Logger
+	page   *template.Template
+	static *web.Static
+
+	accepted *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+}
+
+// New returns the service. It parses the embedded page template and registers its metrics.
+func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if len(cfg.Options) < 2 {
+		return nil, fmt.Errorf("vote: want at least 2 options, got %d", len(cfg.Options))
+	}
+	sub, err := fs.Sub(assetsFS, "assets/static")
+	if err != nil {
+		return nil, fmt.Errorf("vote: assets: %w", err)
+	}
+	static, err := web.NewStatic(sub, "/static/")
+	if err != nil {
+		return nil, fmt.Errorf("vote: %w", err)
+	}
+	page, err := template.New("index.html").Funcs(template.FuncMap{"asset": static.URL}).ParseFS(assetsFS, "assets/index.html")
+	if err != nil {
+		return nil, fmt.Errorf("vote: parse page: %w", err)
+	}
+	s := &Service{
+		cfg: cfg, pub: pub, log: log, page: page, static: static,
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voting_votes_accepted_total",
+			Help: "Votes accepted and published to the queue, by option.",
+		}, []string{"option"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voting_votes_rejected_total",
+			Help: "Votes refused, by reason (invalid, too_large, unavailable, error).",
+		}, []string{"reason"}),
+	}
+	for _, o := range cfg.Options {
+		s.accepted.WithLabelValues(o.ID) // so every option shows in /metrics from the start
+	}
+	reg.MustRegister(s.accepted, s.rejected)
+	return s, nil
+}
+
+// Voter cookies. The voter id is 128 random bits: unguessable, so one browser cannot
+// overwrite another's vote. The vote cookie remembers the choice, so the page still marks
+// it after a reload (the vote service never reads the store).
+const (
+	voterCookie  = "voter_id"
+	choiceCookie = "vote"
+	cookieMaxAge = 365 * 24 * 60 * 60
+)
+
+func newVoterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// voterID returns the request's voter id from its cookie, or a new one (and true) when the
+// cookie is missing or not a voter id.
+func voterID(r *http.Request) (string, bool) {
+	if c, err := r.Cookie(voterCookie); err == nil && voting.ValidVoterID(c.Value) {
+		return c.Value, false
+	}
+	return newVoterID(), true
+}
+
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: cookieMaxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: isHTTPS(r),
+	})
+}
+
+// isHTTPS reports whether the browser reached us over TLS, directly or through a proxy that
+// terminated it. X-Forwarded-Proto can be forged, but a forged one only makes the cookie
+// Secure, which never weakens it.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}

@@ -1,0 +1,150 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the RED metrics of the public HTTP servers, labelled by server, route pattern,
+// method and status. The route is the ServeMux pattern, never the raw path, so a scanner
+// trying random URLs cannot grow the label set.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the HTTP metrics. Create it once per process: in `all` mode both web
+// servers share it, told apart by the server label.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voting_http_requests_total",
+			Help: "HTTP requests served, by server, route pattern, method and status code.",
+		}, []string{"server", "route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "voting_http_request_duration_seconds",
+			Help:    "Time to serve an HTTP request, by server and route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"server", "route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the id given to the request by Instrument, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// Instrument wraps a service's handler with what every public route needs, outermost first:
+// a request id (taken from X-Request-Id when it is sane, so a proxy's id carries through),
+// panic recovery (a 500 and one log line instead of a dropped connection), a debug log line
+// per request, and the metrics.
+func Instrument(server string, log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if len(id) == 0 || len(id) > 64 || !printable(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("panic serving request", "route", r.Pattern, "request_id", id, "panic", p, "stack", string(debug.Stack()))
+				if !sw.wrote {
+					http.Error(sw, "internal error (request id "+id+")", http.StatusInternalServerError)
+				}
+			}
+			route := r.Pattern // set by ServeMux on this same request once it has matched
+			if route == "" {
+				route = "unmatched"
+			}
+			d := time.Since(start)
+			m.requests.WithLabelValues(server, route, r.Method, strconv.Itoa(sw.code())).Inc()
+			m.duration.WithLabelValues(server, route).Observe(d.Seconds())
+			log.Debug("request", "route", route, "method", r.Method, "status", sw.code(), "duration", d, "request_id", id)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// statusWriter remembers the status code. It passes Unwrap through so that
+// http.ResponseController (used by the WebSocket upgrade to hijack) reaches the real writer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	if w.status == 0 {
+		return http.StatusSwitchingProtocols
+	}
+	return w.status
+}
+
+// SecurityHeaders sets the headers every page of ours can live with: a Content-Security-Policy
+// with no inline script or style (all assets are our own files), no framing, no MIME
+// sniffing, and no referrer to other sites.
+func SecurityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
