@@ -60,6 +60,8 @@ var (
 	ErrMissingVote   = errors.New("missing vote: send vote=<option id>")
 	// ErrUnavailable wraps failures of a dependency (queue or store) that may pass.
 	ErrUnavailable = errors.New("service temporarily unavailable")
+	// ErrClosed is returned by Consumer.Receive once the queue is closed and drained.
+	ErrClosed = errors.New("queue closed")
 )
 
 // ValidVoterID reports whether id looks like a voter id: 1 to 64 characters of letters, digits,

@@ -1,0 +1,209 @@
+// Package worker moves votes from the queue into the store. It records a batch, and only
+// then acknowledges it, so a worker killed at any moment loses nothing: what it did not
+// acknowledge is delivered again, and recording is idempotent.
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/votingapp/voting/internal/voting"
+)
+
+// Config tunes the worker.
+type Config struct {
+	// BatchSize is the most votes recorded in one transaction. Bigger batches cost the
+	// store less per vote; 500 already makes the per-transaction cost small.
+	BatchSize int
+	// StopTimeout is how long a batch in flight may keep retrying after the worker was told
+	// to stop. Past it the batch is left unacknowledged and another worker takes it.
+	StopTimeout time.Duration
+}
+
+// Worker consumes votes and records them.
+type Worker struct {
+	cfg      Config
+	consumer voting.Consumer
+	rec      voting.Recorder
+	log      *slog.Logger
+
+	processed    prometheus.Counter
+	deadLettered prometheus.Counter
+	storeErrors  prometheus.Counter
+	batchSize    prometheus.Histogram
+	writeTime    prometheus.Histogram
+	lag          prometheus.Histogram
+}
+
+// New returns a worker; Run starts it.
+func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, reg prometheus.Registerer) *Worker {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	w := &Worker{
+		cfg: cfg, consumer: c, rec: rec, log: log,
+		processed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_votes_processed_total",
+			Help: "Votes recorded in the store and acknowledged.",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_votes_dead_lettered_total",
+			Help: "Votes the worker moved to the dead letters because the store refused them.",
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_store_errors_total",
+			Help: "Failed attempts to record a batch.",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "voting_worker_batch_size",
+			Help:    "Votes per recorded batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
+		}),
+		writeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "voting_store_write_duration_seconds",
+			Help:    "Time to record one batch in the store.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "voting_vote_record_lag_seconds",
+			Help:    "Time from a vote's acceptance to its commit in the store.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+	}
+	reg.MustRegister(w.processed, w.deadLettered, w.storeErrors, w.batchSize, w.writeTime, w.lag)
+	return w
+}
+
+// Run consumes until ctx is done or the queue is closed and drained. When ctx is done it
+// takes no new votes but finishes the batch in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		ds, err := w.consumer.Receive(ctx, w.cfg.BatchSize)
+		switch {
+		case errors.Is(err, voting.ErrClosed):
+			return nil
+		case ctx.Err() != nil:
+			// Stopping; deliveries received just now are left unacknowledged and come
+			// back after the claim timeout.
+			return nil
+		case err != nil:
+			w.log.Error("receive votes", "err", err)
+			backoff.wait(ctx)
+			continue
+		}
+		backoff.reset()
+		w.handle(ctx, ds)
+	}
+	return nil
+}
+
+// handle records a batch and acknowledges it. A store that is unavailable is retried with
+// backoff, for as long as it takes while running, and for StopTimeout once stopping. A vote
+// the store refuses for what it is (not for being unavailable) is dead-lettered alone.
+func (w *Worker) handle(ctx context.Context, ds []voting.Delivery) {
+	// The batch finishes even if ctx ends now; stopAt bounds it once ctx has ended.
+	bctx := context.WithoutCancel(ctx)
+	backoff := newBackoff()
+	var stopAt time.Time
+	for {
+		err := w.record(bctx, ds)
+		if err == nil {
+			w.ack(bctx, ds)
+			return
+		}
+		w.storeErrors.Inc()
+		if !errors.Is(err, voting.ErrUnavailable) {
+			w.log.Warn("batch refused by the store; recording its votes one by one", "batch", len(ds), "err", err)
+			w.recordEach(bctx, ds)
+			return
+		}
+		if ctx.Err() != nil {
+			if stopAt.IsZero() {
+				stopAt = time.Now().Add(w.cfg.StopTimeout)
+			}
+			if time.Now().After(stopAt) {
+				w.log.Warn("stopping with a batch not recorded; it will be delivered again", "batch", len(ds), "err", err)
+				return
+			}
+		}
+		w.log.Warn("store unavailable; retrying the batch", "batch", len(ds), "err", err)
+		backoff.wait(bctx)
+	}
+}
+
+func (w *Worker) record(ctx context.Context, ds []voting.Delivery) error {
+	votes := make([]voting.Vote, len(ds))
+	for i, d := range ds {
+		votes[i] = d.Vote
+	}
+	start := time.Now()
+	err := w.rec.Record(ctx, votes)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	w.writeTime.Observe(now.Sub(start).Seconds())
+	w.batchSize.Observe(float64(len(ds)))
+	for _, v := range votes {
+		w.lag.Observe(now.Sub(v.At).Seconds())
+	}
+	return nil
+}
+
+// recordEach records the votes of a refused batch one at a time, so one bad vote does not
+// hold back the others, and dead-letters each vote the store refuses.
+func (w *Worker) recordEach(ctx context.Context, ds []voting.Delivery) {
+	for _, d := range ds {
+		err := w.record(ctx, []voting.Delivery{d})
+		switch {
+		case err == nil:
+			w.ack(ctx, []voting.Delivery{d})
+		case errors.Is(err, voting.ErrUnavailable):
+			// Not the vote's fault: leave it for redelivery.
+			w.log.Warn("store unavailable while recording one by one", "err", err)
+		default:
+			if derr := w.consumer.DeadLetter(ctx, d, "store refused the vote: "+err.Error()); derr != nil {
+				w.log.Error("dead-letter vote", "message_id", d.ID, "err", derr)
+				continue
+			}
+			w.deadLettered.Inc()
+			w.log.Warn("vote dead-lettered", "message_id", d.ID, "reason", err)
+		}
+	}
+}
+
+func (w *Worker) ack(ctx context.Context, ds []voting.Delivery) {
+	if err := w.consumer.Ack(ctx, ds...); err != nil {
+		// Recorded but not acknowledged: they will be delivered and recorded again, which
+		// changes nothing.
+		w.log.Warn("acknowledge votes", "batch", len(ds), "err", err)
+		return
+	}
+	w.processed.Add(float64(len(ds)))
+}
+
+// backoff waits 100 ms, then doubles up to 5 s: quick to recover from a blip, gentle on a
+// server that is down.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+
+func (b *backoff) reset() { b.d = 100 * time.Millisecond }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.d = min(2*b.d, 5*time.Second)
+}
