@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// command is one subcommand: its one-line summary and the function that runs it.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *cmdEnv, args []string) error
+}
+
+// cmdEnv is what a subcommand gets from the outside world; tests give their own.
+type cmdEnv struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"vote":        {"serve the voting page (needs Redis)", runVote},
+		"worker":      {"move votes from the queue into the store (needs Redis and PostgreSQL)", runWorker},
+		"result":      {"serve the live results page (needs PostgreSQL)", runResult},
+		"all":         {"run vote, worker and result in one process (embedded SQLite and queue by default)", runAll},
+		"migrate":     {"apply the database migrations and exit", runMigrate},
+		"healthcheck": {"GET a URL and exit 0 on a 2xx answer (for images without curl)", runHealthcheck},
+		"loadgen":     {"cast votes against a vote service (--seed: the original's 3000 votes)", runLoadgen},
+		"version":     {"print the version", runVersion},
+	}
+}
+
+var order = []string{"vote", "worker", "result", "all", "migrate", "healthcheck", "loadgen", "version"}
+
+// run is the whole program behind main, so that tests can run it with their own arguments,
+// environment and output. It returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	env := &cmdEnv{getenv: getenv, stdout: stdout, stderr: stderr}
+	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+		usage(stderr)
+		if len(args) < 2 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands()[args[1]]
+	if !ok {
+		fmt.Fprintf(stderr, "voting: unknown command %q\n\n", args[1])
+		usage(stderr)
+		return 2
+	}
+	err := cmd.run(ctx, env, args[2:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "voting %s: %v\n", args[1], err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("voting: the example voting app in one binary.\n\nUsage: voting <command> [flags]\n\nCommands:\n")
+	cmds := commands()
+	for _, name := range order {
+		fmt.Fprintf(&b, "  %-12s %s\n", name, cmds[name].summary)
+	}
+	b.WriteString("\nRun 'voting <command> -h' for the command's flags. Every flag can also be set by an\nenvironment variable: VOTING_ and the flag's name in upper snake case (--redis-url is\nVOTING_REDIS_URL). Secrets can be read from a file named by the variable with _FILE.\n")
+	fmt.Fprint(w, b.String())
+}

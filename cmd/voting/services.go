@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/votingapp/voting/internal/memqueue"
+	"github.com/votingapp/voting/internal/pgstore"
+	"github.com/votingapp/voting/internal/redisqueue"
+	"github.com/votingapp/voting/internal/result"
+	"github.com/votingapp/voting/internal/sqlitestore"
+	"github.com/votingapp/voting/internal/vote"
+	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/worker"
+)
+
+// settings are all the flags of the services; each subcommand registers the ones it uses.
+type settings struct {
+	common
+	options      *optionsFlag
+	voteAddr     string
+	resultAddr   string
+	redisURL     string
+	postgresURL  string
+	dataDir      string
+	batchSize    int
+	claimTimeout time.Duration
+	maxDeliver   int
+	pollInterval time.Duration
+}
+
+func (s *settings) registerVote(fs *flag.FlagSet) {
+	fs.StringVar(&s.voteAddr, "vote-addr", ":8080", "address of the voting page")
+}
+
+func (s *settings) registerResult(fs *flag.FlagSet) {
+	fs.StringVar(&s.resultAddr, "result-addr", ":8081", "address of the results page")
+	fs.DurationVar(&s.pollInterval, "poll-interval", 5*time.Second, "how often result reads the tally when the store signalled no change (a safety net: changes are pushed within milliseconds)")
+}
+
+func (s *settings) registerRedis(fs *flag.FlagSet) {
+	fs.StringVar(&s.redisURL, "redis-url", "", "Redis URL of the vote queue, e.g. redis://redis:6379/0")
+}
+
+func (s *settings) registerPostgres(fs *flag.FlagSet) {
+	fs.StringVar(&s.postgresURL, "postgres-url", "", "PostgreSQL URL of the vote store, e.g. postgres://user:pass@postgres:5432/votes?sslmode=disable")
+}
+
+func (s *settings) registerWorker(fs *flag.FlagSet) {
+	fs.IntVar(&s.batchSize, "batch-size", 500, "most votes the worker records in one transaction")
+	fs.DurationVar(&s.claimTimeout, "claim-timeout", 30*time.Second, "how long a vote taken by a worker that died stays with it before another worker takes it")
+	fs.IntVar(&s.maxDeliver, "max-deliveries", 5, "deliveries of one vote before it goes to the dead letters")
+}
+
+// parseSettings parses a service's flags and resolves the options.
+func parseSettings(name, summary string, env *cmdEnv, args []string, register ...func(*settings, *flag.FlagSet)) (*settings, error) {
+	s := &settings{}
+	fs := newFlagSet(name, env, summary)
+	s.common.register(fs)
+	s.options = registerOptions(fs)
+	for _, r := range register {
+		r(s, fs)
+	}
+	if err := parse(fs, args, env); err != nil {
+		return nil, err
+	}
+	if s.batchSize < 0 || s.maxDeliver < 0 {
+		return nil, fmt.Errorf("--batch-size and --max-deliveries must be positive")
+	}
+	if _, err := s.options.resolve(env); err != nil {
+		return nil, fmt.Errorf("options: %w", err)
+	}
+	return s, nil
+}
+
+func (s *settings) pollOptions(env *cmdEnv) voting.Options {
+	opts, _ := s.options.resolve(env) // validated by parseSettings
+	return opts
+}
+
+func runVote(ctx context.Context, env *cmdEnv, args []string) error {
+	s, err := parseSettings("vote", "Serve the voting page; votes go to the Redis queue.", env, args,
+		(*settings).registerVote, (*settings).registerRedis)
+	if err != nil {
+		return err
+	}
+	if err := requireURL("vote", "redis-url", s.redisURL, "the Redis queue"); err != nil {
+		return err
+	}
+	p, err := newProcess("vote", s.common, env)
+	if err != nil {
+		return err
+	}
+	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "options", s.pollOptions(env).String())
+	q, err := s.redisQueue(ctx)
+	if err != nil {
+		return err
+	}
+	p.onClose(func() { q.Close() })
+	p.check("redis", q.Ping)
+	if err := s.addVote(p, q, env); err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
+	s, err := parseSettings("worker", "Move votes from the Redis queue into PostgreSQL.", env, args,
+		(*settings).registerRedis, (*settings).registerPostgres, (*settings).registerWorker)
+	if err != nil {
+		return err
+	}
+	if err := requireURL("worker", "redis-url", s.redisURL, "the Redis queue"); err != nil {
+		return err
+	}
+	if err := requireURL("worker", "postgres-url", s.postgresURL, "the PostgreSQL store"); err != nil {
+		return err
+	}
+	p, err := newProcess("worker", s.common, env)
+	if err != nil {
+		return err
+	}
+	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "postgres_url", maskURL(s.postgresURL), "batch_size", s.batchSize)
+	q, err := s.redisQueue(ctx)
+	if err != nil {
+		return err
+	}
+	p.onClose(func() { q.Close() })
+	st, err := pgstore.New(ctx, s.postgresURL)
+	if err != nil {
+		return err
+	}
+	p.onClose(st.Close)
+	p.check("redis", q.Ping)
+	p.check("postgres", st.Ping)
+	s.addWorker(p, q.Consumer(consumerName()), st)
+	return p.run(ctx)
+}
+
+func runResult(ctx context.Context, env *cmdEnv, args []string) error {
+	s, err := parseSettings("result", "Serve the live results page from PostgreSQL.", env, args,
+		(*settings).registerResult, (*settings).registerPostgres)
+	if err != nil {
+		return err
+	}
+	if err := requireURL("result", "postgres-url", s.postgresURL, "the PostgreSQL store"); err != nil {
+		return err
+	}
+	p, err := newProcess("result", s.common, env)
+	if err != nil {
+		return err
+	}
+	p.log.Info("starting", "postgres_url", maskURL(s.postgresURL), "options", s.pollOptions(env).String())
+	st, err := pgstore.New(ctx, s.postgresURL)
+	if err != nil {
+		return err
+	}
+	p.onClose(st.Close)
+	p.check("postgres", st.Ping)
+	if err := s.addResult(p, st, env); err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+// runAll runs the three services in one process. Each backend is the server whose URL is
+// given, or else the embedded one: SQLite in --data-dir, and the in-process queue.
+func runAll(ctx context.Context, env *cmdEnv, args []string) error {
+	s, err := parseSettings("all", "Run vote, worker and result in one process. Without server URLs it needs nothing\ninstalled: votes are kept in SQLite in --data-dir, the queue is in-process.", env, args,
+		(*settings).registerVote, (*settings).registerResult, (*settings).registerRedis, (*settings).registerPostgres,
+		(*settings).registerWorker, func(s *settings, fs *flag.FlagSet) {
+			fs.StringVar(&s.dataDir, "data-dir", "data", "directory of the embedded SQLite store (used when --postgres-url is empty)")
+		})
+	if err != nil {
+		return err
+	}
+	p, err := newProcess("all", s.common, env)
+	if err != nil {
+		return err
+	}
+
+	// The queue: Redis, or the in-process queue, which is drained into the store on
+	// shutdown once the vote server has stopped taking votes.
+	var pub voting.Publisher
+	var consumer voting.Consumer
+	if s.redisURL != "" {
+		q, err := s.redisQueue(ctx)
+		if err != nil {
+			return err
+		}
+		p.onClose(func() { q.Close() })
+		p.check("redis", q.Ping)
+		pub, consumer = q, q.Consumer(consumerName())
+	} else {
+		q := memqueue.New(memqueue.Config{ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver})
+		p.drain = func(ctx context.Context) error {
+			q.Close()
+			return q.Drain(ctx)
+		}
+		pub, consumer = q, q.Consumer("all")
+	}
+
+	// The store: PostgreSQL, migrated here since nothing else runs `voting migrate` in
+	// this mode, or SQLite.
+	var st interface {
+		voting.Recorder
+		result.Store
+	}
+	if s.postgresURL != "" {
+		if err := pgstore.Migrate(ctx, s.postgresURL); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		pg, err := pgstore.New(ctx, s.postgresURL)
+		if err != nil {
+			return err
+		}
+		p.onClose(pg.Close)
+		p.check("postgres", pg.Ping)
+		st = pg
+	} else {
+		lite, err := sqlitestore.Open(ctx, s.dataDir)
+		if err != nil {
+			return err
+		}
+		p.onClose(func() { lite.Close() })
+		p.check("sqlite", lite.Ping)
+		st = lite
+	}
+	p.log.Info("starting",
+		"queue", backendName(s.redisURL, "redis "+maskURL(s.redisURL), "in-process"),
+		"store", backendName(s.postgresURL, "postgres "+maskURL(s.postgresURL), "sqlite in "+s.dataDir),
+		"options", s.pollOptions(env).String())
+
+	if err := s.addVote(p, pub, env); err != nil {
+		return err
+	}
+	s.addWorker(p, consumer, st)
+	if err := s.addResult(p, st, env); err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+func backendName(url, server, embedded string) string {
+	if url != "" {
+		return server
+	}
+	return embedded
+}
+
+func (s *settings) redisQueue(ctx context.Context) (*redisqueue.Queue, error) {
+	return redisqueue.New(ctx, redisqueue.Config{
+		URL: s.redisURL, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
+	})
+}
+
+func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error {
+	svc, err := vote.New(vote.Config{Options: s.pollOptions(env), Instance: instance()}, pub, p.log, p.reg)
+	if err != nil {
+		return err
+	}
+	// Browsers' cross-site POSTs are refused (by Sec-Fetch-Site or Origin), so another site
+	// cannot vote in a visitor's name; clients that send neither, like curl and ab, pass.
+	return p.serve("vote", s.voteAddr, http.NewCrossOriginProtection().Handler(svc.Handler()))
+}
+
+func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder) {
+	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout}, c, rec, p.log, p.reg)
+	p.onClose(func() { c.Close() })
+	p.loop(w.Run)
+}
+
+func (s *settings) addResult(p *process, st result.Store, env *cmdEnv) error {
+	svc, err := result.New(result.Config{Options: s.pollOptions(env), PollInterval: s.pollInterval, Instance: instance()}, st, p.log, p.reg)
+	if err != nil {
+		return err
+	}
+	p.check("tally", svc.Ready)
+	p.loop(svc.Run)
+	return p.serve("result", s.resultAddr, svc.Handler())
+}

@@ -1,0 +1,264 @@
+// Package loadgen casts votes against a vote service over HTTP, as browsers and the
+// original app's seed (`ab -p posta`) do, and reports what it was told: how many votes were
+// accepted, per option, and how fast. It talks only to the URL it is given.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Weight is an option and its share of the votes.
+type Weight struct {
+	Option string
+	Weight int
+}
+
+// ParseWeights parses "a=2,b=1".
+func ParseWeights(s string) ([]Weight, error) {
+	var ws []Weight
+	for _, part := range strings.Split(s, ",") {
+		id, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		var w int
+		if _, err := fmt.Sscan(n, &w); !ok || err != nil || w <= 0 || id == "" {
+			return nil, fmt.Errorf("weights %q: want option=weight,... with positive weights", s)
+		}
+		ws = append(ws, Weight{Option: id, Weight: w})
+	}
+	return ws, nil
+}
+
+// Config says what load to make.
+type Config struct {
+	URL         string // the vote service, e.g. http://localhost:8080
+	Votes       int    // how many votes to cast
+	Concurrency int    // requests in flight at once
+	// Weights decide the options. The sequence is deterministic (smooth weighted round
+	// robin), so 3000 votes at a=2,b=1 are exactly 2000 a and 1000 b, as in the seed.
+	Weights []Weight
+	// Reuse is the share of votes cast by a voter who voted before (0: every vote is a new
+	// voter, as with ab; 0.5: half the votes change an earlier voter's choice).
+	Reuse float64
+	// Rate caps the votes per second; 0 means as fast as the service answers.
+	Rate float64
+	// JSON sends POST /api/vote with JSON instead of the form POST to /.
+	JSON bool
+	// Timeout bounds one request.
+	Timeout time.Duration
+}
+
+// Report is what the run was told by the service.
+type Report struct {
+	Sent     int            `json:"sent"`
+	Accepted int            `json:"accepted"`
+	Failed   int            `json:"failed"`
+	ByStatus map[string]int `json:"by_status"`
+	// AcceptedByOption counts the 2xx answers per option. With Reuse > 0 a voter's later
+	// vote replaces the earlier one, so compare the store with Final instead.
+	AcceptedByOption map[string]int `json:"accepted_by_option"`
+	// Final is each voter's last accepted vote: what the store must hold once the queue
+	// has drained, when only this run voted.
+	Final       map[string]string `json:"-"`
+	FinalCounts map[string]int    `json:"final_counts"`
+	Duration    time.Duration     `json:"duration_ns"`
+	Rate        float64           `json:"votes_per_second"`
+	P50         time.Duration     `json:"p50_ns"`
+	P95         time.Duration     `json:"p95_ns"`
+	P99         time.Duration     `json:"p99_ns"`
+	Max         time.Duration     `json:"max_ns"`
+	FirstError  string            `json:"first_error,omitempty"`
+}
+
+// Run casts the votes and returns the report. It stops early when ctx is done.
+func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, error) {
+	if cfg.Votes <= 0 || cfg.Concurrency <= 0 || len(cfg.Weights) == 0 {
+		return nil, errors.New("loadgen: want votes > 0, concurrency > 0 and weights")
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || base.Host == "" {
+		return nil, fmt.Errorf("loadgen: bad URL %q", cfg.URL)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	client := &http.Client{
+		Timeout: cfg.Timeout,
+		Transport: &http.Transport{
+			MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency,
+			IdleConnTimeout: 30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer client.CloseIdleConnections()
+
+	plan := planOptions(cfg.Weights, cfg.Votes)
+	var (
+		next      atomic.Int64
+		mu        sync.Mutex
+		voters    []string // voters seen so far, for reuse
+		lat       = make([]time.Duration, 0, cfg.Votes)
+		rep       = &Report{ByStatus: map[string]int{}, AcceptedByOption: map[string]int{}, Final: map[string]string{}, FinalCounts: map[string]int{}}
+		lastVoted = map[string]int{} // voter -> index of its last accepted vote, for Final
+	)
+	var tick <-chan time.Time
+	if cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Concurrency; w++ {
+		rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.Votes || ctx.Err() != nil {
+					return
+				}
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-ctx.Done():
+						return
+					}
+				}
+				voter := ""
+				if cfg.Reuse > 0 && rng.Float64() < cfg.Reuse {
+					mu.Lock()
+					if len(voters) > 0 {
+						voter = voters[rng.IntN(len(voters))]
+					}
+					mu.Unlock()
+				}
+				option := plan[i]
+				t0 := time.Now()
+				status, newVoter, err := cast(ctx, client, base, cfg.JSON, voter, option)
+				d := time.Since(t0)
+				mu.Lock()
+				rep.Sent++
+				lat = append(lat, d)
+				key := fmt.Sprint(status)
+				if err != nil {
+					key = "error"
+					if rep.FirstError == "" {
+						rep.FirstError = err.Error()
+					}
+				}
+				rep.ByStatus[key]++
+				if err == nil && status >= 200 && status < 300 {
+					rep.Accepted++
+					rep.AcceptedByOption[option]++
+					if voter == "" {
+						voter = newVoter
+						voters = append(voters, voter)
+					}
+					// Votes of one voter may finish out of order; the later-started one
+					// is the newer vote.
+					if prev, ok := lastVoted[voter]; !ok || i > prev {
+						lastVoted[voter] = i
+						rep.Final[voter] = option
+					}
+				} else {
+					rep.Failed++
+				}
+				done := rep.Sent
+				mu.Unlock()
+				if progress != nil {
+					progress(done)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep.Duration = time.Since(start)
+	if rep.Duration > 0 {
+		rep.Rate = float64(rep.Accepted) / rep.Duration.Seconds()
+	}
+	for _, o := range rep.Final {
+		rep.FinalCounts[o]++
+	}
+	slices.Sort(lat)
+	rep.P50, rep.P95, rep.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	if len(lat) > 0 {
+		rep.Max = lat[len(lat)-1]
+	}
+	return rep, ctx.Err()
+}
+
+// cast sends one vote, as voter (a new voter when ""), and returns the status and the voter
+// id the service gave.
+func cast(ctx context.Context, client *http.Client, base *url.URL, asJSON bool, voter, option string) (int, string, error) {
+	var req *http.Request
+	var err error
+	if asJSON {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base.String()+"/api/vote", strings.NewReader(`{"vote":"`+option+`"}`))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	} else {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base.String()+"/", strings.NewReader("vote="+url.QueryEscape(option)))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if voter != "" {
+		req.AddCookie(&http.Cookie{Name: "voter_id", Value: voter})
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
+	resp.Body.Close()
+	got := voter
+	for _, c := range resp.Cookies() {
+		if c.Name == "voter_id" {
+			got = c.Value
+		}
+	}
+	return resp.StatusCode, got, nil
+}
+
+// planOptions returns the option of each vote by smooth weighted round robin: exact shares,
+// evenly interleaved.
+func planOptions(ws []Weight, n int) []string {
+	total := 0
+	for _, w := range ws {
+		total += w.Weight
+	}
+	current := make([]int, len(ws))
+	plan := make([]string, n)
+	for i := range plan {
+		best := 0
+		for j, w := range ws {
+			current[j] += w.Weight
+			if current[j] > current[best] {
+				best = j
+			}
+		}
+		current[best] -= total
+		plan[i] = ws[best].Option
+	}
+	return plan
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
