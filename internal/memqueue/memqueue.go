@@ -12,9 +12,11 @@
 //
 // What a clean shutdown does not lose: Close stops Publish (it returns ErrClosed, which wraps
 // voting.ErrUnavailable, so the vote service answers 503 rather than 2xx), while consumers go
-// on receiving everything that is left. Drain waits until every accepted vote has been
-// acknowledged or dead-lettered, so the shutdown sequence is: stop the vote server, Close the
-// queue, Drain it with a deadline while the worker keeps running, then stop the worker.
+// on receiving everything that is left; once nothing is left to hand out, Receive returns
+// ErrClosed, which also wraps voting.ErrClosed, so the worker knows it is done. Drain waits
+// until every accepted vote has been acknowledged or dead-lettered, so the shutdown sequence
+// is: stop the vote server, Close the queue, Drain it with a deadline while the worker keeps
+// running, then stop the worker.
 //
 // It knows nothing about HTTP or the store; it only holds valid votes (Publish validates), so
 // there is no raw-message path and nothing undecodable can reach a consumer.
@@ -47,9 +49,11 @@ const (
 	DefaultMaxDeadLetters = 10_000
 )
 
-// ErrClosed is returned by Publish once the queue is closed. It wraps voting.ErrUnavailable:
-// during shutdown a vote cannot be accepted, and the voter must not get a 2xx for it.
-var ErrClosed = fmt.Errorf("memqueue: queue closed: %w", voting.ErrUnavailable)
+// ErrClosed is returned by Publish once the queue is closed, and by Receive once it is
+// closed and nothing is left to hand out. It wraps voting.ErrUnavailable, because during
+// shutdown a vote cannot be accepted and the voter must not get a 2xx for it, and
+// voting.ErrClosed, which tells the worker that the queue is drained.
+var ErrClosed = fmt.Errorf("memqueue: %w (%w)", voting.ErrClosed, voting.ErrUnavailable)
 
 // ErrConsumerClosed is returned by Receive on a consumer after its Close.
 var ErrConsumerClosed = errors.New("memqueue: consumer closed")
@@ -269,7 +273,8 @@ type consumer struct {
 }
 
 // Receive hands out, first, deliveries of closed consumers whose claim timeout has passed
-// (oldest first), then new votes, as redisqueue does.
+// (oldest first), then new votes, as redisqueue does. After the queue's Close it returns
+// ErrClosed once nothing is left.
 func (c *consumer) Receive(ctx context.Context, max int) ([]voting.Delivery, error) {
 	if max < 1 {
 		max = 1
@@ -296,10 +301,16 @@ func (c *consumer) Receive(ctx context.Context, max int) ([]voting.Delivery, err
 		if len(q.ready) == 0 {
 			q.ready = nil // let the backing array go
 		}
+		// Closed and nothing waiting, not even deliveries of closed consumers that will
+		// come back: the queue is drained as far as this consumer can help.
+		drained := q.closed && len(ds) == 0 && len(q.ready) == 0 && wake.IsZero()
 		changed := q.changed
 		q.mu.Unlock()
 		if len(ds) > 0 {
 			return ds, nil
+		}
+		if drained {
+			return nil, ErrClosed
 		}
 		var timer *time.Timer
 		var due <-chan time.Time

@@ -136,6 +136,9 @@ func TestCloseDrains(t *testing.T) {
 			t.Errorf("delivery %d: got voter %s, want %s", i, d.Vote.VoterID, vote(i).VoterID)
 		}
 	}
+	if ds, err := c.Receive(t.Context(), 1); !errors.Is(err, voting.ErrClosed) {
+		t.Errorf("Receive on a closed, drained queue: got %d deliveries and %v, want voting.ErrClosed", len(ds), err)
+	}
 	select {
 	case err := <-drained:
 		if err != nil {
