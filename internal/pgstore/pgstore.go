@@ -1,0 +1,228 @@
+// Package pgstore persists votes in PostgreSQL: one row per voter in the original app's votes
+// table, where the newest vote wins, and the counts per option kept beside it by triggers so
+// that the tally never scans the votes. It knows nothing about HTTP or the queue.
+//
+// The schema is the first existing schema of the connection's search_path, so several
+// independent stores can share one database (set it in the URL, e.g.
+// options=-csearch_path%3Dpoll). Locks and notifications are per schema.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/votingapp/voting/internal/voting"
+)
+
+const (
+	// connectTimeout bounds one connection attempt when the URL sets none, so that a
+	// server that does not answer shows up as an error, not a hang.
+	connectTimeout = 5 * time.Second
+	// pingTimeout bounds a readiness check: a probe must answer well within its period.
+	pingTimeout = 2 * time.Second
+	// notifyChannel is the channel the counts triggers notify; the payload is the schema.
+	notifyChannel = "voting_tally"
+)
+
+// Store records votes in and reads the tally from PostgreSQL. It is safe for concurrent
+// use. The zero value is not usable; call New.
+type Store struct {
+	pool *pgxpool.Pool
+
+	hub         hub
+	listenOnce  sync.Once
+	stopListen  context.CancelFunc
+	listenCtx   context.Context
+	listenDone  chan struct{}
+	listenerPID atomic.Uint32 // backend PID of the current listener connection, 0 when none
+}
+
+// New returns a store using the database at url (a postgres:// URL or key=value string).
+// Pool settings can be given in the URL (pool_max_conns and the other pgxpool parameters).
+//
+// New does not migrate: `voting migrate` does (see Migrate). When the database can be
+// reached but the schema is not migrated, New fails and says so. When the database cannot be
+// reached, New still returns the store: every call fails with an error wrapping
+// voting.ErrUnavailable until it can, and Ping reports it, so a service can start before its
+// database and report not-ready meanwhile.
+func New(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	listenCtx, stop := context.WithCancel(context.Background())
+	s := &Store{pool: pool, listenCtx: listenCtx, stopListen: stop, listenDone: make(chan struct{})}
+	s.hub.init()
+	if err := s.checkSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkSchema fails when the server answers but the tables are missing. Failures to reach
+// the server are left to later calls (see New).
+func (s *Store) checkSchema(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "SELECT 1 FROM vote_counts LIMIT 0")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgUndefinedTable {
+		return notMigrated(err)
+	}
+	return nil
+}
+
+// Close stops the watchers (their channels are closed) and closes the connections.
+func (s *Store) Close() {
+	s.stopListen()
+	s.listenOnce.Do(func() { close(s.listenDone) }) // no listener was ever started
+	<-s.listenDone
+	s.hub.close()
+	s.pool.Close()
+}
+
+// recordSQL upserts a batch. It keeps one vote per voter from the batch, the newest by
+// (voted_at, vote), because ON CONFLICT DO UPDATE may not touch a row twice in one statement,
+// then inserts in id order. The WHERE clause is the ordering guard that makes redelivered and
+// out-of-order votes change nothing: a stored vote is replaced only by a newer one, with the
+// same order as voting.Vote.Newer. COLLATE "C" compares option ids bytewise as Go does,
+// whatever the database's collation (en_US would put "B" after "a").
+const recordSQL = `
+INSERT INTO votes AS v (id, vote, voted_at)
+SELECT id, vote, voted_at FROM (
+    SELECT DISTINCT ON (id) id, vote, voted_at
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS b (id, vote, voted_at)
+    ORDER BY id, voted_at DESC, vote COLLATE "C" DESC
+) AS newest
+ORDER BY id
+ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote, voted_at = EXCLUDED.voted_at
+WHERE (v.voted_at, v.vote COLLATE "C") < (EXCLUDED.voted_at, EXCLUDED.vote COLLATE "C")`
+
+// recordLockSQL serializes batches. Every batch updates the same few vote_counts rows anyway
+// (in its counts trigger), so batches cannot run in parallel past that point; taking one
+// lock first, before any row lock, makes deadlocks between workers impossible (two batches
+// with overlapping voters would otherwise lock votes rows in different orders). The key is
+// per schema; hashtextextended is stable across PostgreSQL versions (hash partitioning
+// relies on it).
+const recordLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('voting.record.' || coalesce(current_schema(), ''), 0))`
+
+// Record stores the votes in one transaction: for each voter the newest vote wins, and a
+// vote that is not newer than the stored one changes nothing. Invalid votes are rejected
+// before anything is written. Errors that may pass (connection, timeouts, server shutting
+// down, schema not migrated yet) wrap voting.ErrUnavailable; errors caused by the data do
+// not.
+func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
+	if len(votes) == 0 {
+		return nil
+	}
+	ids := make([]string, len(votes))
+	opts := make([]string, len(votes))
+	ats := make([]time.Time, len(votes))
+	for i, v := range votes {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("record vote of %q: %w", v.VoterID, err)
+		}
+		ids[i], opts[i], ats[i] = v.VoterID, v.Option, v.At.UTC().Truncate(voting.TimePrecision)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, recordLockSQL); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, recordSQL, ids, opts, ats)
+		return err
+	})
+	return classify("record votes", err)
+}
+
+// Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
+// the number of options, not votes. Options whose count is 0 are left out.
+func (s *Store) Tally(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, "SELECT option, count FROM vote_counts WHERE count <> 0")
+	if err != nil {
+		return nil, classify("tally", err)
+	}
+	counts := map[string]int64{}
+	var option string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&option, &n}, func() error {
+		counts[option] = n
+		return nil
+	})
+	if err != nil {
+		return nil, classify("tally", err)
+	}
+	return counts, nil
+}
+
+// VoteOf returns the stored vote of a voter, and false when there is none.
+func (s *Store) VoteOf(ctx context.Context, voterID string) (voting.Vote, bool, error) {
+	v := voting.Vote{VoterID: voterID}
+	err := s.pool.QueryRow(ctx, "SELECT vote, voted_at FROM votes WHERE id = $1", voterID).Scan(&v.Option, &v.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return voting.Vote{}, false, nil
+	}
+	if err != nil {
+		return voting.Vote{}, false, classify("vote of "+voterID, err)
+	}
+	v.At = v.At.UTC()
+	return v, true, nil
+}
+
+// Ping checks that the database answers and that the schema is migrated, within a short
+// timeout so that a readiness probe never hangs.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "SELECT 1 FROM vote_counts LIMIT 0")
+	return classify("postgres", err)
+}
+
+// SQLSTATE codes and classes; see the PostgreSQL manual, appendix A.
+const (
+	pgUndefinedTable       = "42P01"
+	pgClassDataException   = "22"
+	pgClassIntegrityBroken = "23"
+)
+
+func notMigrated(err error) error {
+	return fmt.Errorf("schema not migrated: run `voting migrate`: %w: %w", voting.ErrUnavailable, err)
+}
+
+// classify wraps err with what failed, and with voting.ErrUnavailable unless the data
+// caused it. Only data exceptions (class 22) and integrity violations (class 23) are the
+// data's fault: a worker may dead-letter the votes. Everything else is not, and may pass:
+// connection loss, timeouts, serialization failures and deadlocks (08, 40), resource
+// shortage and shutdown (53, 57P), a schema that is not migrated yet, permissions.
+// Retrying those is right; dead-lettering would lose good votes.
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, pgClassDataException), strings.HasPrefix(pgErr.Code, pgClassIntegrityBroken):
+			return fmt.Errorf("%s: %w", what, err)
+		case pgErr.Code == pgUndefinedTable:
+			return fmt.Errorf("%s: %w", what, notMigrated(err))
+		}
+	}
+	return fmt.Errorf("%s: %w: %w", what, voting.ErrUnavailable, err)
+}
