@@ -24,6 +24,7 @@ type settings struct {
 	voteAddr     string
 	resultAddr   string
 	redisURL     string
+	stream       string
 	postgresURL  string
 	dataDir      string
 	batchSize    int
@@ -43,6 +44,7 @@ func (s *settings) registerResult(fs *flag.FlagSet) {
 
 func (s *settings) registerRedis(fs *flag.FlagSet) {
 	fs.StringVar(&s.redisURL, "redis-url", "", "Redis URL of the vote queue, e.g. redis://redis:6379/0")
+	fs.StringVar(&s.stream, "stream", "votes", "Redis stream of the votes; dead letters go to <stream>:dead")
 }
 
 func (s *settings) registerPostgres(fs *flag.FlagSet) {
@@ -95,7 +97,7 @@ func runVote(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "options", s.pollOptions(env).String())
-	q, err := s.redisQueue(ctx)
+	q, err := s.redisQueue(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -124,7 +126,7 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "postgres_url", maskURL(s.postgresURL), "batch_size", s.batchSize)
-	q, err := s.redisQueue(ctx)
+	q, err := s.redisQueue(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	var pub voting.Publisher
 	var consumer voting.Consumer
 	if s.redisURL != "" {
-		q, err := s.redisQueue(ctx)
+		q, err := s.redisQueue(ctx, p)
 		if err != nil {
 			return err
 		}
@@ -251,9 +253,9 @@ func backendName(url, server, embedded string) string {
 	return embedded
 }
 
-func (s *settings) redisQueue(ctx context.Context) (*redisqueue.Queue, error) {
+func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queue, error) {
 	return redisqueue.New(ctx, redisqueue.Config{
-		URL: s.redisURL, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
+		URL: s.redisURL, Stream: s.stream, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver, Logger: p.log,
 	})
 }
 

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/voting/votingtest"
+)
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// testServers gives a test its own Redis stream and PostgreSQL schema on the throwaway
+// servers, removed at cleanup, and returns the flags that point the app at them.
+type testServers struct {
+	redisURL, postgresURL, stream string
+	rdb                           *redis.Client
+}
+
+func newTestServers(t *testing.T) *testServers {
+	t.Helper()
+	rurl := votingtest.RequireServer(t, "VOTING_TEST_REDIS_URL")
+	purl := votingtest.RequireServer(t, "VOTING_TEST_POSTGRES_URL")
+	ctx := context.Background()
+
+	schema := randomName("e2e_")
+	conn, err := pgx.Connect(ctx, purl)
+	if err != nil {
+		t.Fatalf("connect to postgres: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	})
+	u, err := url.Parse(purl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+
+	opt, err := redis.ParseURL(rurl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	s := &testServers{redisURL: rurl, postgresURL: u.String(), stream: randomName("e2e-votes-"), rdb: rdb}
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), s.stream, s.stream+":dead")
+		rdb.Close()
+	})
+	return s
+}
+
+func (s *testServers) flags() []string {
+	return []string{"--redis-url=" + s.redisURL, "--postgres-url=" + s.postgresURL, "--stream=" + s.stream}
+}
+
+// TestAllEmbedded runs `voting all` with nothing installed, casts the seed votes as the
+// original's seed does, sees them on a WebSocket and in /api/results, and sees them again
+// after a restart.
+func TestAllEmbedded(t *testing.T) {
+	args := append([]string{"all", "--data-dir=" + t.TempDir()}, loopback...)
+	testSeedAndRestart(t, args)
+}
+
+// TestAllServers runs `voting all` on Redis and PostgreSQL.
+func TestAllServers(t *testing.T) {
+	s := newTestServers(t)
+	args := append(append([]string{"all"}, loopback...), s.flags()...)
+	testSeedAndRestart(t, args)
+}
+
+func testSeedAndRestart(t *testing.T, args []string) {
+	app := startApp(t, nil, []string{"vote", "result", "admin"}, args...)
+	app.waitReady()
+	read := dialResults(t, app.url("result"))
+	if first := read(func(voting.Result) bool { return true }, 5*time.Second); first.Total != 0 {
+		t.Fatalf("snapshot on connect: got %+v, want no votes", first)
+	}
+	if body := get(t, app.url("result")+"/"); !strings.Contains(body, "No votes yet") {
+		t.Errorf("result page before any vote does not say %q", "No votes yet")
+	}
+	seed(t, app.url("vote"))
+	checkSeeded(t, "websocket", read(total(3000), 30*time.Second))
+	checkSeeded(t, "/api/results", getResults(t, app.url("result")))
+	if code := app.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; logs:\n%s", code, app.logs)
+	}
+
+	again := startApp(t, nil, []string{"vote", "result", "admin"}, args...)
+	again.waitReady()
+	checkSeeded(t, "after a restart", getResults(t, again.url("result")))
+}
+
+// TestSplitServices runs migrate, then vote, worker and result as separate processes would,
+// casts the seed, and puts a malformed message in the stream: it goes to the dead letters
+// and the worker goes on.
+func TestSplitServices(t *testing.T) {
+	s := newTestServers(t)
+	ctx := context.Background()
+	var out strings.Builder
+	if code := run(ctx, append([]string{"voting", "migrate"}, s.flags()[1]), os.Getenv, &out, &out); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, &out)
+	}
+	w := startApp(t, nil, []string{"admin"}, append([]string{"worker", "--admin-addr=127.0.0.1:0"}, s.flags()...)...)
+	v := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[0], s.flags()[2])
+	r := startApp(t, nil, []string{"result", "admin"}, "result", "--result-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[1])
+	for _, a := range []*testApp{w, v, r} {
+		a.waitReady()
+	}
+	read := dialResults(t, r.url("result"))
+
+	// A message that is not a vote, put on the stream by something else.
+	if err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.stream, Values: map[string]any{"vote": "not json"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, v.url("vote"))
+	checkSeeded(t, "websocket", read(total(3000), 30*time.Second))
+
+	dead, err := s.rdb.XRange(ctx, s.stream+":dead", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || !strings.Contains(strings.ToLower(toString(dead[0].Values)), "decode") {
+		t.Fatalf("dead letters: got %v, want the one malformed message with a reason", dead)
+	}
+	pending, err := s.rdb.XPending(ctx, s.stream, "workers").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending.Count != 0 {
+		t.Errorf("pending after drain: %d, want 0", pending.Count)
+	}
+	for _, a := range []*testApp{v, r, w} {
+		if code := a.stop(); code != 0 {
+			t.Errorf("exit code %d, want 0; logs:\n%s", code, a.logs)
+		}
+	}
+}
+
+func toString(m map[string]any) string {
+	var b strings.Builder
+	for k, v := range m {
+		b.WriteString(k + "=")
+		if s, ok := v.(string); ok {
+			b.WriteString(s)
+		}
+		b.WriteString(" ")
+	}
+	return b.String()
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestServicesNeedTheirURLs: the split services refuse to start without their servers, and
+// say which flag is missing.
+func TestServicesNeedTheirURLs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vote"}, "--redis-url (or VOTING_REDIS_URL) is required"},
+		{[]string{"worker", "--postgres-url=postgres://x"}, "--redis-url (or VOTING_REDIS_URL) is required"},
+		{[]string{"worker", "--redis-url=redis://x"}, "--postgres-url (or VOTING_POSTGRES_URL) is required"},
+		{[]string{"result"}, "--postgres-url (or VOTING_POSTGRES_URL) is required"},
+		{[]string{"migrate"}, "--postgres-url (or VOTING_POSTGRES_URL) is required"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			code := run(context.Background(), append([]string{"voting"}, tt.args...), func(string) string { return "" }, io.Discard, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("got exit %d and %q, want exit 1 and %q", code, stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestConfigFromEnvironment: every flag has its VOTING_ variable, secrets can come from
+// files, the command line wins, and the original's OPTION_A/OPTION_B still name the options.
+func TestConfigFromEnvironment(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "redis-url")
+	if err := os.WriteFile(secret, []byte("redis://from-file:6379/0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"VOTING_REDIS_URL_FILE": secret,
+		"VOTING_BATCH_SIZE":     "42",
+		"VOTING_VOTE_ADDR":      ":1234",
+		"OPTION_A":              "Tabs",
+		"OPTION_B":              "Spaces",
+	}
+	s, err := parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, []string{"--vote-addr=:5678"},
+		(*settings).registerVote, (*settings).registerRedis, (*settings).registerWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.redisURL != "redis://from-file:6379/0" || s.batchSize != 42 || s.voteAddr != ":5678" {
+		t.Errorf("got redis %q, batch %d, vote addr %q; want the file's URL, 42 from the environment, :5678 from the command line", s.redisURL, s.batchSize, s.voteAddr)
+	}
+	if got := s.pollOptions(&cmdEnv{getenv: func(k string) string { return env[k] }}).String(); got != "a=Tabs,b=Spaces" {
+		t.Errorf("options: got %q, want a=Tabs,b=Spaces", got)
+	}
+
+	env["VOTING_OPTIONS"] = "x=Red,y=Green,z=Blue"
+	s, err = parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.pollOptions(&cmdEnv{getenv: func(k string) string { return env[k] }}).String(); got != "x=Red,y=Green,z=Blue" {
+		t.Errorf("options: got %q, want VOTING_OPTIONS to win over OPTION_A/OPTION_B", got)
+	}
+
+	env["VOTING_BATCH_SIZE"] = "many"
+	_, err = parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, nil, (*settings).registerWorker)
+	if err == nil || !strings.Contains(err.Error(), "VOTING_BATCH_SIZE") {
+		t.Errorf("bad VOTING_BATCH_SIZE: got %v, want an error naming the variable", err)
+	}
+}
+
+// TestHelpListsEveryFlagWithItsVariable checks -h documents each flag with its variable and
+// default.
+func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"voting", "all", "-h"}, func(string) string { return "" }, io.Discard, &stderr); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"--redis-url", "$VOTING_REDIS_URL, or a file named by $VOTING_REDIS_URL_FILE", "--postgres-url", "--data-dir", "$VOTING_DATA_DIR", `(default "data")`,
+		"--admin-addr", `(default ":9090")`, "--options", `(default "a=Cats,b=Dogs")`, "--vote-addr", "--result-addr", "--batch-size", "--shutdown-timeout", "--drain-delay"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("voting all -h does not mention %q:\n%s", want, &stderr)
+		}
+	}
+}
+
+// TestHealthcheckAndReadiness: readiness is false while a server is missing, the logs say
+// which, and `voting healthcheck` follows it.
+func TestHealthcheckAndReadiness(t *testing.T) {
+	// Port 1 on loopback: nothing listens there, connections are refused at once.
+	app := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--redis-url=redis://127.0.0.1:1/0")
+	deadline := time.Now().Add(10 * time.Second)
+	for !app.logs.contains(`"dependency not ready"`, `"dependency":"redis"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line saying redis is not ready; logs:\n%s", app.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get(app.url("admin") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "redis") {
+		t.Errorf("/readyz: got %s %s, want 503 naming redis", resp.Status, body)
+	}
+	var out strings.Builder
+	if code := run(context.Background(), []string{"voting", "healthcheck", app.url("admin") + "/readyz"}, os.Getenv, &out, &out); code != 1 {
+		t.Errorf("healthcheck of a not-ready service: exit %d, want 1", code)
+	}
+	if code := run(context.Background(), []string{"voting", "healthcheck", app.url("admin") + "/livez"}, os.Getenv, &out, &out); code != 0 {
+		t.Errorf("healthcheck of /livez: exit %d, want 0: %s", code, &out)
+	}
+	// A vote while Redis is down is refused with 503, and nothing claims it was taken.
+	resp, err = http.PostForm(app.url("vote")+"/", url.Values{"vote": {"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("vote while Redis is down: got %s, want 503", resp.Status)
+	}
+}
