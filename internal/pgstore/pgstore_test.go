@@ -416,9 +416,11 @@ func TestUnavailableWhenConnectionKilled(t *testing.T) {
 	var pid int32
 	deadline := time.Now().Add(10 * time.Second)
 	for pid == 0 && time.Now().Before(deadline) {
-		err := poll.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%' AND pid <> $1
-			AND query LIKE '%voting.record%' LIMIT 1`, c.PgConn().PID()).Scan(&pid)
+		// The backend waiting for the advisory lock that c holds.
+		err := poll.QueryRow(ctx, `SELECT w.pid FROM pg_locks w JOIN pg_locks h
+			ON h.locktype = 'advisory' AND h.granted AND h.pid = $1
+			AND (w.database, w.classid, w.objid, w.objsubid) = (h.database, h.classid, h.objid, h.objsubid)
+			WHERE w.locktype = 'advisory' AND NOT w.granted LIMIT 1`, int32(c.PgConn().PID())).Scan(&pid)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)
 		}
