@@ -147,6 +147,10 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisqueue: %w", err)
 	}
+	// go-redis retries a failed dial 5 times, 100ms apart, inside each of its command
+	// retries (max_retries in the URL, 3 by default). With Redis down that makes every call
+	// take seconds to fail; one dial per try still retries, and a vote gets its 503 fast.
+	opt.DialerRetries = 1
 	q := &Queue{
 		client:       redis.NewClient(opt),
 		cfg:          cfg,

@@ -151,8 +151,10 @@ func TestPublishServerGone(t *testing.T) {
 	if !errors.Is(err, voting.ErrUnavailable) {
 		t.Errorf("Publish to a closed port: got %v, want an error wrapping voting.ErrUnavailable", err)
 	}
-	if elapsed := time.Since(start); elapsed > 3*time.Second {
+	if elapsed := time.Since(start); elapsed > time.Second {
 		t.Errorf("Publish to a closed port took %v", elapsed)
+	} else {
+		t.Logf("Publish to a closed port failed after %v: %v", elapsed, err)
 	}
 	if err := q.Ping(t.Context()); !errors.Is(err, voting.ErrUnavailable) {
 		t.Errorf("Ping to a closed port: got %v, want an error wrapping voting.ErrUnavailable", err)
