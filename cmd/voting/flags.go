@@ -38,8 +38,12 @@ func newFlagSet(name string, env *cmdEnv, summary string) *flag.FlagSet {
 				fmt.Fprintf(env.stderr, ", or a file named by $%s_FILE", envName(f.Name))
 			}
 			fmt.Fprint(env.stderr, "]")
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			switch {
+			case f.DefValue == "" || f.DefValue == "0" || f.DefValue == "false":
+			case typ == "string" || typ == "list":
 				fmt.Fprintf(env.stderr, " (default %q)", f.DefValue)
+			default:
+				fmt.Fprintf(env.stderr, " (default %s)", f.DefValue)
 			}
 			fmt.Fprintln(env.stderr)
 		})
@@ -132,7 +136,7 @@ func (o *optionsFlag) Set(s string) error {
 
 func registerOptions(fs *flag.FlagSet) *optionsFlag {
 	o := &optionsFlag{}
-	fs.Var(o, "options", "the poll's options, as id=Label,id=Label (2 to 12); OPTION_A and OPTION_B rename the default a and b")
+	fs.Var(o, "options", "the poll's options, a `list` of id=Label, comma-separated (2 to 12); OPTION_A and OPTION_B rename the default a and b")
 	return o
 }
 

@@ -34,12 +34,21 @@ type settings struct {
 }
 
 func (s *settings) registerVote(fs *flag.FlagSet) {
+	s.registerOptions(fs)
 	fs.StringVar(&s.voteAddr, "vote-addr", ":8080", "address of the voting page")
 }
 
 func (s *settings) registerResult(fs *flag.FlagSet) {
+	s.registerOptions(fs)
 	fs.StringVar(&s.resultAddr, "result-addr", ":8081", "address of the results page")
 	fs.DurationVar(&s.pollInterval, "poll-interval", 5*time.Second, "how often result reads the tally when the store signalled no change (a safety net: changes are pushed within milliseconds)")
+}
+
+// registerOptions registers --options once, for the services that show the options.
+func (s *settings) registerOptions(fs *flag.FlagSet) {
+	if s.options == nil {
+		s.options = registerOptions(fs)
+	}
 }
 
 func (s *settings) registerRedis(fs *flag.FlagSet) {
@@ -62,7 +71,6 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	s := &settings{}
 	fs := newFlagSet(name, env, summary)
 	s.common.register(fs)
-	s.options = registerOptions(fs)
 	for _, r := range register {
 		r(s, fs)
 	}
@@ -71,6 +79,9 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	}
 	if s.batchSize < 0 || s.maxDeliver < 0 {
 		return nil, fmt.Errorf("--batch-size and --max-deliveries must be positive")
+	}
+	if s.options == nil {
+		return s, nil
 	}
 	if _, err := s.options.resolve(env); err != nil {
 		return nil, fmt.Errorf("options: %w", err)

@@ -2,6 +2,7 @@ package voting
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -96,7 +97,8 @@ func (o Options) Result(counts map[string]int64) Result {
 	}
 	if r.Total > 0 {
 		for i := range r.Options {
-			r.Options[i].Percent = float64(r.Options[i].Count) * 100 / float64(r.Total)
+			// Two decimals are all a page shows, and keep the JSON readable.
+			r.Options[i].Percent = math.Round(float64(r.Options[i].Count)*10000/float64(r.Total)) / 100
 		}
 	}
 	return r
