@@ -96,6 +96,33 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// TestContractUnderLinguisticCollation runs the contract with the vote column collated
+// like en_US, where "a" sorts before "B": the tie-break must still follow voting.Vote.Newer,
+// which compares bytes.
+func TestContractUnderLinguisticCollation(t *testing.T) {
+	votingtest.TestStore(t, func(t *testing.T) votingtest.Store {
+		s, dsn := newTestStore(t)
+		c := mustConnect(t, dsn)
+		ctx := context.Background()
+		var ok bool
+		if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu')").Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Skip("the server has no ICU collation en-US-x-icu")
+		}
+		for _, stmt := range []string{
+			`ALTER TABLE votes ALTER COLUMN vote TYPE text COLLATE "en-US-x-icu"`,
+			`ALTER TABLE vote_counts ALTER COLUMN option TYPE text COLLATE "en-US-x-icu"`,
+		} {
+			if _, err := c.Exec(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	})
+}
+
 func TestMigrateConcurrently(t *testing.T) {
 	dsn := newTestSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
