@@ -25,7 +25,6 @@ package memqueue
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -55,8 +54,9 @@ const (
 // voting.ErrClosed, which tells the worker that the queue is drained.
 var ErrClosed = fmt.Errorf("memqueue: %w (%w)", voting.ErrClosed, voting.ErrUnavailable)
 
-// ErrConsumerClosed is returned by Receive on a consumer after its Close.
-var ErrConsumerClosed = errors.New("memqueue: consumer closed")
+// ErrConsumerClosed is returned by Receive on a consumer after its Close. It wraps
+// voting.ErrClosed: nothing more will come from this consumer.
+var ErrConsumerClosed = fmt.Errorf("memqueue: consumer %w", voting.ErrClosed)
 
 // Config configures a Queue. Zero fields take the defaults.
 type Config struct {

@@ -149,26 +149,6 @@ func TestCloseDrains(t *testing.T) {
 	}
 }
 
-func TestReceiveAfterConsumerClose(t *testing.T) {
-	q := newTestQueue(t, memqueue.Config{})
-	c := q.Consumer("c1")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Receive(t.Context(), 1)
-		errc <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	c.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, memqueue.ErrConsumerClosed) {
-			t.Errorf("Receive blocked during Close: got %v, want ErrConsumerClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Receive still blocked after Close")
-	}
-}
-
 func TestStats(t *testing.T) {
 	q := newTestQueue(t, memqueue.Config{})
 	for i := range 3 {

@@ -60,8 +60,9 @@ const (
 // between reads.
 const maxBlock = time.Second
 
-// ErrConsumerClosed is returned by Receive on a consumer after its Close.
-var ErrConsumerClosed = errors.New("redisqueue: consumer closed")
+// ErrConsumerClosed is returned by Receive on a consumer after its Close. It wraps
+// voting.ErrClosed: nothing more will come from this consumer.
+var ErrConsumerClosed = fmt.Errorf("redisqueue: consumer %w", voting.ErrClosed)
 
 // Config configures a Queue. Zero fields take the defaults.
 type Config struct {

@@ -44,6 +44,7 @@ func TestQueue(t *testing.T, newQueue func(t *testing.T) Queue) {
 		{"ReceiveRespectsMax", testReceiveMax},
 		{"ReceiveBlocksUntilPublish", testReceiveBlocks},
 		{"ReceiveReturnsWhenContextDone", testReceiveContext},
+		{"ReceiveAfterClose", testReceiveAfterClose},
 		{"Batch1000", testBatch},
 		{"DeadConsumerRedelivered", testDeadConsumer},
 		{"LiveConsumerKeepsDeliveries", testLiveConsumer},
@@ -304,6 +305,33 @@ func testReceiveContext(t *testing.T, q Queue) {
 				t.Errorf("Receive took %v to notice the done context", elapsed)
 			}
 		})
+	}
+}
+
+func testReceiveAfterClose(t *testing.T, q Queue) {
+	c := q.NewConsumer(t, "c1")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(t.Context(), 10)
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, voting.ErrClosed) {
+			t.Errorf("Receive blocked during Close: got %v, want voting.ErrClosed", err)
+		}
+	case <-time.After(arrive):
+		t.Fatal("Receive still blocked after Close")
+	}
+	if _, err := c.Receive(t.Context(), 10); !errors.Is(err, voting.ErrClosed) {
+		t.Errorf("Receive after Close: got %v, want voting.ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
 
