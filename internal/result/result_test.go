@@ -1,0 +1,98 @@
+package result_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/votingapp/voting/internal/result"
+	"github.com/votingapp/voting/internal/sqlitestore"
+	"github.com/votingapp/voting/internal/voting"
+)
+
+func TestPushOnCommit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlitestore.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opts, _ := voting.ParseOptions("a=Cats,b=Dogs,c=Birds")
+	// A poll interval of an hour: any update within the test comes from the store's signal.
+	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour, Instance: "here"}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go svc.Run(ctx)
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	read := func() voting.Result {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		_, b, err := c.Read(rctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var r voting.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := read(); r.Total != 0 || len(r.Options) != 3 || r.Options[2].Label != "Birds" {
+		t.Fatalf("snapshot on connect: %+v", r)
+	}
+	page := get(t, srv.URL+"/")
+	if !strings.Contains(page, "No votes yet") || strings.Contains(page, "50.0%") {
+		t.Errorf("page before any vote should say No votes yet, not a fake 50/50")
+	}
+
+	for i, opt := range []string{"a", "b", "b"} {
+		start := time.Now()
+		if err := st.Record(ctx, []voting.Vote{{VoterID: "v" + opt + string(rune('0'+i)), Option: opt, At: voting.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		r := read()
+		if r.Total != int64(i+1) {
+			t.Fatalf("after vote %d: got %+v", i+1, r)
+		}
+		t.Logf("commit to push: %s", time.Since(start))
+	}
+	var api voting.Result
+	if err := json.Unmarshal([]byte(get(t, srv.URL+"/api/results")), &api); err != nil {
+		t.Fatal(err)
+	}
+	if api.Total != 3 || api.Options[1].Count != 2 || api.Options[1].Percent != 66.67 || api.Options[0].Percent != 33.33 {
+		t.Fatalf("/api/results: %+v", api)
+	}
+	if page := get(t, srv.URL+"/"); !strings.Contains(page, "66.7%") || !strings.Contains(page, ">3<") {
+		t.Errorf("page does not show the numbers:\n%s", page)
+	}
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
