@@ -1,3 +1,4 @@
+# check=error=true
 # The one image of the voting app: every service (vote, worker, result, all, migrate) runs from
 # it with a different command. Build it with BuildKit:
 #
@@ -6,6 +7,7 @@
 #
 # There is deliberately no "# syntax=" line: the Dockerfile frontend built into the engine
 # understands everything used here, and naming a frontend image would make the build pull it.
+# "check=error=true" (first line) makes a build that runs BuildKit's checks fail on any finding.
 
 # The builder runs on the build machine's own platform and cross-compiles for the target one,
 # so a multi-platform build never runs Go under emulation. Patch-pinned to the Go version in
