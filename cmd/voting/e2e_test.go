@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/votingapp/voting/internal/loadgen"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/voting/votingtest"
 )
@@ -31,6 +32,7 @@ func randomName(prefix string) string {
 // servers, removed at cleanup, and returns the flags that point the app at them.
 type testServers struct {
 	redisURL, postgresURL, stream string
+	appName                       string // the app's application_name in pg_stat_activity
 	rdb                           *redis.Client
 }
 
@@ -58,6 +60,7 @@ func newTestServers(t *testing.T) *testServers {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 
 	opt, err := redis.ParseURL(rurl)
@@ -65,7 +68,7 @@ func newTestServers(t *testing.T) *testServers {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	s := &testServers{redisURL: rurl, postgresURL: u.String(), stream: randomName("e2e-votes-"), rdb: rdb}
+	s := &testServers{redisURL: rurl, postgresURL: u.String(), stream: randomName("e2e-votes-"), appName: schema, rdb: rdb}
 	t.Cleanup(func() {
 		rdb.Del(context.Background(), s.stream, s.stream+":dead")
 		rdb.Close()
@@ -112,6 +115,23 @@ func testSeedAndRestart(t *testing.T, args []string) {
 	again := startApp(t, nil, []string{"vote", "result", "admin"}, args...)
 	again.waitReady()
 	checkSeeded(t, "after a restart", getResults(t, again.url("result")))
+
+	// Votes accepted just before SIGTERM are recorded: the worker finishes its batch, and
+	// the in-process queue is drained into the store before the process exits.
+	rep, err := loadgen.Run(context.Background(), loadgen.Config{URL: again.url("vote"), Votes: 500, Concurrency: 20,
+		Weights: []loadgen.Weight{{Option: "b", Weight: 1}}}, nil)
+	if err != nil || rep.Accepted != 500 {
+		t.Fatalf("cast 500: %+v %v", rep, err)
+	}
+	if code := again.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; logs:\n%s", code, again.logs)
+	}
+	third := startApp(t, nil, []string{"vote", "result", "admin"}, args...)
+	third.waitReady()
+	read = dialResults(t, third.url("result"))
+	if r := read(total(3500), 20*time.Second); r.Options[1].Count != 1500 {
+		t.Fatalf("after SIGTERM right after 500 more votes for Dogs: got %+v, want 2000 Cats and 1500 Dogs", r)
+	}
 }
 
 // TestSplitServices runs migrate, then vote, worker and result as separate processes would,
@@ -346,4 +366,37 @@ func TestCrossSiteVoteRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("POST without Origin: got %s, want 200", resp.Status)
 	}
+}
+
+// TestResultReconnectsToPostgres: every connection of the app to PostgreSQL is killed; the
+// app reconnects by itself and the WebSocket shows the next votes without a reload.
+func TestResultReconnectsToPostgres(t *testing.T) {
+	s := newTestServers(t)
+	app := startApp(t, nil, []string{"vote", "result", "admin"}, append(append([]string{"all"}, loopback...), s.flags()...)...)
+	app.waitReady()
+	read := dialResults(t, app.url("result"))
+	cast := func(n int) {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{URL: app.url("vote"), Votes: n, Concurrency: 5,
+			Weights: []loadgen.Weight{{Option: "a", Weight: 1}}}, nil)
+		if err != nil || rep.Accepted != n {
+			t.Fatalf("cast %d: %+v %v", n, rep, err)
+		}
+	}
+	cast(10)
+	read(total(10), 10*time.Second)
+
+	conn, err := pgx.Connect(context.Background(), votingtest.RequireServer(t, "VOTING_TEST_POSTGRES_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var killed int
+	err = conn.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1`, s.appName).Scan(&killed)
+	if err != nil || killed == 0 {
+		t.Fatalf("terminate the app's connections: killed %d, %v", killed, err)
+	}
+	t.Logf("killed %d connections", killed)
+	cast(10)
+	read(total(20), 20*time.Second)
 }
