@@ -75,17 +75,6 @@ func Migrate(ctx context.Context, url string) error {
 	return migrate(ctx, conn)
 }
 
-// Migrate applies the embedded migrations that the store's database lacks (see Migrate).
-// The `all` mode uses it; the split services never migrate.
-func (s *Store) Migrate(ctx context.Context) error {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return classify("migrate", err)
-	}
-	defer conn.Release()
-	return migrate(ctx, conn.Conn())
-}
-
 // migrateLockSQL takes the migration lock for the current schema until the transaction ends.
 // Transaction-scoped, so that a process that dies mid-migration releases it with its
 // connection and nothing has to unlock.

@@ -27,6 +27,8 @@ const (
 	// connectTimeout bounds one connection attempt when the URL sets none, so that a
 	// server that does not answer shows up as an error, not a hang.
 	connectTimeout = 5 * time.Second
+	// defaultMaxConns is the pool size when the URL sets no pool_max_conns.
+	defaultMaxConns = 8
 	// pingTimeout bounds a readiness check: a probe must answer well within its period.
 	pingTimeout = 2 * time.Second
 	// notifyChannel is the channel the counts triggers notify; the payload is the schema.
@@ -49,7 +51,8 @@ type Store struct {
 // New returns a store using the database at url (a postgres:// URL or key=value string).
 // Pool settings can be given in the URL (pool_max_conns and the other pgxpool parameters).
 //
-// New does not migrate: `voting migrate` does (see Migrate). When the database can be
+// New does not migrate: `voting migrate` does (see Migrate), and `voting all` calls Migrate
+// before New. When the database can be
 // reached but the schema is not migrated, New fails and says so. When the database cannot be
 // reached, New still returns the store: every call fails with an error wrapping
 // voting.ErrUnavailable until it can, and Ping reports it, so a service can start before its
@@ -61,6 +64,12 @@ func New(ctx context.Context, url string) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default grows with the CPUs, which multiplied by the replicas can
+		// exhaust the server's connections. A process needs few: the worker's batches
+		// serialize on the record lock, and the tally is one indexed read.
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
