@@ -26,6 +26,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -72,6 +73,9 @@ type Config struct {
 	MaxDeliveries int
 	// MaxDeadLetters bounds the dead letters kept in memory.
 	MaxDeadLetters int
+	// Logger receives the votes dead-lettered for too many deliveries (the worker logs
+	// the ones it dead-letters itself); nil discards them.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeadLetters <= 0 {
 		c.MaxDeadLetters = DefaultMaxDeadLetters
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -353,7 +360,9 @@ func (q *Queue) reclaimLocked(c *consumer, now time.Time, max int, ds *[]voting.
 		delete(e.owner.held, e.id)
 		if e.attempts >= q.cfg.MaxDeliveries {
 			delete(q.pending, e.id)
-			q.deadLetterLocked(e, fmt.Sprintf("delivered %d times without success", e.attempts))
+			reason := fmt.Sprintf("delivered %d times without success", e.attempts)
+			q.deadLetterLocked(e, reason)
+			q.cfg.Logger.Warn("vote dead-lettered", "message_id", e.id, "reason", reason, "consumer", c.name)
 			freed = true
 			continue
 		}

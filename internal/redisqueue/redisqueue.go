@@ -9,7 +9,9 @@
 //     is the source of truth, so the stream only holds votes not yet recorded. This keeps
 //     memory bounded by the backlog instead of growing with every vote ever cast, and
 //     makes XLEN the backlog. No MAXLEN trimming is done: trimming removes entries whether
-//     or not they are acknowledged, so it could lose accepted votes.
+//     or not they are acknowledged, so it could lose accepted votes. The stream is a work
+//     queue for this one group; anything else that wants the votes reads the store (a
+//     second group on this stream would miss entries the workers already deleted).
 //   - Entries that a dead worker left pending are claimed by another worker after
 //     ClaimTimeout (XAUTOCLAIM); an entry delivered MaxDeliveries times without an ack goes
 //     to the dead-letter stream instead of looping forever.
@@ -192,7 +194,9 @@ func (q *Queue) fail(ctx context.Context, op string, err error) error {
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
 // Publish adds v to the stream. Invalid votes are refused with the validation error; a
-// Redis failure wraps voting.ErrUnavailable.
+// Redis failure wraps voting.ErrUnavailable. go-redis retries on network errors, so a vote
+// whose first XADD reached Redis but whose reply was lost may be queued twice, which the
+// store's newest-wins upsert makes harmless.
 func (q *Queue) Publish(ctx context.Context, v voting.Vote) error {
 	if err := v.Validate(); err != nil {
 		return fmt.Errorf("redisqueue: publish: %w", err)
