@@ -46,6 +46,7 @@ type Store struct {
 	listenCtx   context.Context
 	listenDone  chan struct{}
 	listenerPID atomic.Uint32 // backend PID of the current listener connection, 0 when none
+	idleCheck   time.Duration // see the constant; tests shorten it
 }
 
 // New returns a store using the database at url (a postgres:// URL or key=value string).
@@ -76,7 +77,7 @@ func New(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	listenCtx, stop := context.WithCancel(context.Background())
-	s := &Store{pool: pool, listenCtx: listenCtx, stopListen: stop, listenDone: make(chan struct{})}
+	s := &Store{pool: pool, listenCtx: listenCtx, stopListen: stop, listenDone: make(chan struct{}), idleCheck: idleCheck}
 	s.hub.init()
 	if err := s.checkSchema(ctx); err != nil {
 		s.Close()

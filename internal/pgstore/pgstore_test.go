@@ -367,6 +367,28 @@ func TestWatchReconnects(t *testing.T) {
 	waitFor(t, w, 10*time.Second)
 }
 
+// TestWatchIdleCheck shortens the idle check: the listener must keep its connection across
+// checks, send no signal for them, and still relay changes.
+func TestWatchIdleCheck(t *testing.T) {
+	s, _ := newTestStore(t)
+	s.idleCheck = 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := s.Watch(ctx)
+	waitFor(t, w, 10*time.Second)
+	pid := s.listenerPID.Load()
+	select {
+	case <-w:
+		t.Fatal("signal without a change during idle checks")
+	case <-time.After(time.Second): // about 20 checks
+	}
+	if got := s.listenerPID.Load(); got != pid {
+		t.Fatalf("listener pid changed from %d to %d during idle checks", pid, got)
+	}
+	mustRecordVotes(t, s, []voting.Vote{{VoterID: "v", Option: "a", At: voting.Now()}})
+	waitFor(t, w, 10*time.Second)
+}
+
 // TestWatchClosedByClose checks that Close closes the watchers' channels.
 func TestWatchClosedByClose(t *testing.T) {
 	dsn := newTestSchema(t)

@@ -76,7 +76,7 @@ func (s *Store) listenConn(ctx context.Context) (listened bool) {
 	s.listenerPID.Store(conn.PgConn().PID())
 	s.hub.broadcast() // changes may have been committed while no one listened
 	for {
-		waitCtx, cancel := context.WithTimeout(ctx, idleCheck)
+		waitCtx, cancel := context.WithTimeout(ctx, s.idleCheck)
 		n, err := conn.WaitForNotification(waitCtx)
 		cancel()
 		switch {
