@@ -53,11 +53,10 @@ type Store struct {
 // Pool settings can be given in the URL (pool_max_conns and the other pgxpool parameters).
 //
 // New does not migrate: `voting migrate` does (see Migrate), and `voting all` calls Migrate
-// before New. When the database can be
-// reached but the schema is not migrated, New fails and says so. When the database cannot be
-// reached, New still returns the store: every call fails with an error wrapping
-// voting.ErrUnavailable until it can, and Ping reports it, so a service can start before its
-// database and report not-ready meanwhile.
+// before New. When the database can be reached but the schema is not migrated, New fails
+// and says so. When the database cannot be reached, New still returns the store: every call
+// fails with an error wrapping voting.ErrUnavailable until it can, and Ping reports it, so
+// a service can start before its database and report not-ready meanwhile.
 func New(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
