@@ -155,4 +155,3 @@ func instance() string {
 func consumerName() string {
 	return fmt.Sprintf("%s-%d", instance(), os.Getpid())
 }
-
