@@ -7,13 +7,18 @@
 {{- end -}}
 {{- end -}}
 
-{{/* Labels on every object: the standard app.kubernetes.io set. */}}
-{{- define "voting.labels" -}}
+{{/* Labels on every object besides name, instance and component (see voting.selectorLabels). */}}
+{{- define "voting.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: voting
+{{- end -}}
+
+{{/* Labels of objects that belong to no one component: the standard app.kubernetes.io set. */}}
+{{- define "voting.labels" -}}
+{{ include "voting.commonLabels" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
@@ -168,7 +173,7 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
     - configMapRef:
         name: {{ include "voting.fullname" . }}-config
   env:
-    {{- include "voting.postgresEnv" . | nindent 4 }}
+    {{- include "voting.postgresEnv" . | trim | nindent 4 }}
     {{- include "voting.gomemlimit" . | nindent 4 }}
   resources:
     {{- toYaml .Values.migrate.resources | nindent 4 }}

@@ -1,0 +1,168 @@
+package kubetest
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/votingapp/voting/deploy/kubetest/render"
+)
+
+// TestEveryTargetRendersAndDecodesStrictly renders every kustomization and Helm values file
+// and decodes every object into its API type, failing on unknown or duplicate fields.
+func TestEveryTargetRendersAndDecodesStrictly(t *testing.T) {
+	targets := renderAll(t)
+	names := map[string]bool{}
+	for _, r := range targets {
+		names[r.Name] = true
+		t.Logf("%s: %d objects", r.Name, len(r.Objects))
+		for _, o := range r.Objects {
+			if r.Kind == render.Kustomize && o.Kind != "Namespace" && o.Namespace != render.Namespace {
+				t.Errorf("%s: %s is in namespace %q, want %q", r.Name, o, o.Namespace, render.Namespace)
+			}
+		}
+	}
+	// The targets the other tests rely on must exist, so that deleting one fails loudly.
+	for _, want := range []string{
+		"kustomize-base", "kustomize-overlays-dev", "kustomize-overlays-prod",
+		"kustomize-tests-dev-all-components", "kustomize-tests-external-redis",
+		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
+		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
+	} {
+		if !names[want] {
+			t.Errorf("target %s was not rendered", want)
+		}
+	}
+}
+
+// TestStrictDecodingCatchesMistakes proves that the decoder used above fails on a misspelt
+// field and on a duplicate key, so a passing render means something.
+func TestStrictDecodingCatchesMistakes(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown field": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  prots: []\n",
+		"duplicate key": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  name: y\n",
+		"wrong type":    "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ports: 80\n",
+	} {
+		if _, err := decodeStrict([]byte(doc)); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+// TestHelmLintStrict runs Helm's linter (helm lint --strict) with the defaults and with every
+// values file.
+func TestHelmLintStrict(t *testing.T) {
+	targets, err := render.Targets(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Kind != render.Helm {
+			continue
+		}
+		if err := render.Lint(tg.Path, tg.ValueFiles); err != nil {
+			t.Errorf("%s: %v", tg.Name, err)
+		}
+	}
+}
+
+// TestHelmSchemaRejectsMistakes checks that values.schema.json refuses unknown keys at every
+// level, bad enums and wrong types, in both template and lint.
+func TestHelmSchemaRejectsMistakes(t *testing.T) {
+	chart := root + "/deploy/helm/voting"
+	cases := []struct {
+		name string
+		set  map[string]any
+		want string
+	}{
+		{"unknown top-level key", map[string]any{"replicaCount": 2}, "replicaCount"},
+		{"unknown nested key", map[string]any{"vote": map[string]any{"replica": 2}}, "replica"},
+		{"unknown key deep down", map[string]any{"redis": map[string]any{"external": map[string]any{"hots": "x"}}}, "hots"},
+		{"unknown security context field", map[string]any{"securityContext": map[string]any{"readOnlyRootFS": true}}, "readOnlyRootFS"},
+		{"bad pull policy", map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "pullPolicy"},
+		{"bad service type", map[string]any{"vote": map[string]any{"service": map[string]any{"type": "ExternalName"}}}, "type"},
+		{"bad log format", map[string]any{"log": map[string]any{"format": "xml"}}, "format"},
+		{"bad duration", map[string]any{"drainDelay": "five seconds"}, "drainDelay"},
+		{"wrong type", map[string]any{"vote": map[string]any{"replicas": "three"}}, "replicas"},
+	}
+	for _, c := range cases {
+		_, err := render.RenderHelm(chart, nil, c.set)
+		if err == nil {
+			t.Errorf("%s: rendered without error", c.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "schema") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error does not name the schema and %q: %v", c.name, c.want, err)
+		}
+	}
+	// The unmodified defaults pass, so the failures above come from the mistakes.
+	if _, err := render.RenderHelm(chart, nil, nil); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}
+
+// TestHelmRefusesAmbiguousDatastores checks the chart's own validation of the datastore modes.
+func TestHelmRefusesAmbiguousDatastores(t *testing.T) {
+	chart := root + "/deploy/helm/voting"
+	cases := map[string]map[string]any{
+		"in-cluster and a URL":        {"redis": map[string]any{"external": map[string]any{"url": "redis://r:6379/0"}}},
+		"external without an address": {"postgres": map[string]any{"enabled": false}},
+		"two external modes": {"postgres": map[string]any{"enabled": false, "external": map[string]any{
+			"url": "postgres://p/db", "existingSecret": "s"}}},
+	}
+	for name, set := range cases {
+		if _, err := render.RenderHelm(chart, nil, set); err == nil {
+			t.Errorf("%s: rendered without error", name)
+		} else if !strings.Contains(err.Error(), "external") {
+			t.Errorf("%s: unclear error: %v", name, err)
+		}
+	}
+}
+
+// TestExternalDatastores checks that the external components and values files remove the
+// in-cluster StatefulSets and point every container at the right Secret.
+func TestExternalDatastores(t *testing.T) {
+	type want struct{ redisSecret, postgresSecret string } // "" = in-cluster
+	cases := map[string]want{
+		"kustomize-tests-external-redis":    {redisSecret: "voting-external-redis"},
+		"kustomize-tests-external-postgres": {postgresSecret: "voting-external-postgres"},
+		"kustomize-tests-external-both":     {"voting-external-redis", "voting-external-postgres"},
+		"helm-external-secret":              {"voting-datastores", "voting-datastores"},
+		"helm-external-url":                 {"voting-credentials", "voting-credentials"},
+		"helm-bitnami":                      {"redis", "postgresql"},
+	}
+	for name, w := range cases {
+		r := target(t, name)
+		for _, o := range r.Objects {
+			if o.Kind == "StatefulSet" && ((w.redisSecret != "" && strings.Contains(o.Name, "redis")) ||
+				(w.postgresSecret != "" && strings.Contains(o.Name, "postgres"))) {
+				t.Errorf("%s: %s is still there", name, o)
+			}
+		}
+		for _, p := range podTemplates(r.Objects) {
+			for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+				if !isAppImage(c.Image) {
+					continue
+				}
+				for _, e := range c.Env {
+					var secret string
+					switch e.Name {
+					case "VOTING_REDIS_URL", "REDIS_PASSWORD":
+						secret = w.redisSecret
+					case "VOTING_POSTGRES_URL", "POSTGRES_PASSWORD":
+						secret = w.postgresSecret
+					default:
+						continue
+					}
+					if secret == "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+						continue
+					}
+					if got := e.ValueFrom.SecretKeyRef.Name; !strings.HasPrefix(got, secret) {
+						t.Errorf("%s: %s/%s %s comes from Secret %q, want %q", name, p.Owner, c.Name, e.Name, got, secret)
+					}
+				}
+			}
+		}
+	}
+}
