@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -246,4 +248,9 @@ func checkSeeded(t *testing.T, where string, r voting.Result) {
 		b.ID != "b" || b.Label != "Dogs" || b.Count != 1000 || fmt.Sprintf("%.0f", b.Percent) != "33" {
 		t.Fatalf("%s: got %+v, want Cats 2000 (67%%), Dogs 1000 (33%%)", where, r)
 	}
+}
+
+func TestMain(m *testing.M) {
+	quietRedis(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
 }

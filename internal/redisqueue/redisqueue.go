@@ -164,9 +164,15 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 		// Redis or a busy machine before another consumer could take an entry.
 		refreshEvery: cfg.ClaimTimeout / 4,
 	}
+	// A Redis that cannot be reached yet is not a reason to refuse to start: the service
+	// comes up not-ready (Ping fails) and works once Redis does; Receive creates the group
+	// then. Failing here would turn a Redis outage into a restart loop of every pod.
 	if err := q.ensureGroup(ctx); err != nil {
-		q.client.Close()
-		return nil, err
+		if !errors.Is(err, voting.ErrUnavailable) || ctx.Err() != nil {
+			q.client.Close()
+			return nil, err
+		}
+		q.log.Warn("redis not reachable yet; the consumer group will be created when it is", "err", err)
 	}
 	return q, nil
 }

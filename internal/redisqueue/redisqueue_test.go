@@ -175,9 +175,18 @@ func TestNewUnreachable(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if q, err := redisqueue.New(ctx, redisqueue.Config{URL: "redis://" + addr}); err == nil {
-		q.Close()
-		t.Fatal("New with nothing listening succeeded")
+	// Unreachable is not fatal: the queue starts, Ping and Publish fail fast until Redis is
+	// there, so the service can report not-ready instead of crash-looping.
+	q, err := redisqueue.New(ctx, redisqueue.Config{URL: "redis://" + addr})
+	if err != nil {
+		t.Fatalf("New with nothing listening: %v, want a queue that reports not ready", err)
+	}
+	defer q.Close()
+	if err := q.Ping(ctx); !errors.Is(err, voting.ErrUnavailable) {
+		t.Errorf("Ping with nothing listening: got %v, want ErrUnavailable", err)
+	}
+	if err := q.Publish(ctx, voting.Vote{VoterID: "v1", Option: "a", At: voting.Now()}); !errors.Is(err, voting.ErrUnavailable) {
+		t.Errorf("Publish with nothing listening: got %v, want ErrUnavailable", err)
 	}
 	if _, err := redisqueue.New(ctx, redisqueue.Config{}); err == nil {
 		t.Fatal("New without a URL succeeded")

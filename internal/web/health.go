@@ -114,26 +114,28 @@ func (h *Health) SetStopping() { h.stopping.Store(true) }
 
 // Ready reports whether every check passed last time and the process is not stopping.
 func (h *Health) Ready() bool {
-	ok, _ := h.report()
+	ok, _, _ := h.report()
 	return ok
 }
 
-func (h *Health) report() (bool, map[string]string) {
+// report returns whether the process is ready, whether the checks have run yet, and each
+// check's state.
+func (h *Health) report() (ok, checked bool, checks map[string]string) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	checks := make(map[string]string, len(h.status))
-	ok := h.checked && !h.stopping.Load()
+	checks = make(map[string]string, len(h.status))
+	ok = h.checked && !h.stopping.Load()
 	for k, v := range h.status {
 		checks[k] = v
 		ok = ok && v == "ok"
 	}
-	return ok, checks
+	return ok, h.checked, checks
 }
 
 // serveReadyz answers 200 or 503 with each check's state, so an operator can see which
 // dependency is down.
 func (h *Health) serveReadyz(w http.ResponseWriter, _ *http.Request) {
-	ok, checks := h.report()
+	ok, checked, checks := h.report()
 	body := struct {
 		Status string            `json:"status"`
 		Checks map[string]string `json:"checks"`
@@ -142,7 +144,7 @@ func (h *Health) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case h.stopping.Load():
 		body.Status, status = "stopping", http.StatusServiceUnavailable
-	case !h.checked:
+	case !checked:
 		body.Status, status = "starting", http.StatusServiceUnavailable
 	case !ok:
 		body.Status, status = "unavailable", http.StatusServiceUnavailable
