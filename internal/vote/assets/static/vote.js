@@ -1,29 +1,40 @@
-// Enhances the plain form: votes go to /api/vote without reloading the page. Without
-// JavaScript the form posts to / and the server renders the same page.
+// Enhances the plain form: a vote goes to /api/vote without reloading the page, and the
+// page marks it the way the server would after a form POST. Without JavaScript (or if this
+// script fails to load) the form posts to / and the server renders the same page.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("ballot");
   const status = document.getElementById("status");
   if (!form || !window.fetch) return;
+  const buttons = Array.from(form.querySelectorAll("button.option"));
+  let sent = 0; // the latest request; an older answer arriving late must not win
+
+  const say = (...parts) => {
+    status.replaceChildren(...parts);
+  };
 
   const mark = (id) => {
     form.classList.add("voted");
     form.dataset.choice = id;
-    for (const b of form.querySelectorAll("button.option")) {
+    let label = id;
+    for (const b of buttons) {
       const on = b.value === id;
       b.classList.toggle("chosen", on);
       b.setAttribute("aria-pressed", on ? "true" : "false");
+      if (on) label = b.querySelector(".label").textContent;
     }
-    const chosen = form.querySelector(`button.option[value="${CSS.escape(id)}"] .label`);
-    status.textContent = "";
-    status.append("You voted for ", Object.assign(document.createElement("strong"), { textContent: chosen ? chosen.textContent : id }), ". You can change your vote.");
+    const strong = document.createElement("strong");
+    strong.textContent = label;
+    say("You voted for ", strong, ". Choose another option to change your vote.");
   };
 
   form.addEventListener("submit", async (ev) => {
     const button = ev.submitter;
     if (!button || !button.value) return; // let the browser post the form
     ev.preventDefault();
+    const n = ++sent;
     form.classList.add("busy");
+    form.setAttribute("aria-busy", "true");
     try {
       const res = await fetch("/api/vote", {
         method: "POST",
@@ -33,12 +44,18 @@ document.addEventListener("DOMContentLoaded", () => {
       });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(body.error || `the server answered ${res.status}`);
-      mark(body.vote);
+      if (n === sent) mark(body.vote);
     } catch (err) {
-      status.innerHTML = "";
-      status.append(Object.assign(document.createElement("span"), { className: "error", textContent: `Your vote was not recorded: ${err.message}. Please try again.` }));
+      if (n !== sent) return;
+      const span = document.createElement("span");
+      span.className = "error";
+      span.textContent = `Your vote was not recorded (${err.message}). Please try again.`;
+      say(span);
     } finally {
-      form.classList.remove("busy");
+      if (n === sent) {
+        form.classList.remove("busy");
+        form.removeAttribute("aria-busy");
+      }
     }
   });
 });

@@ -1,0 +1,252 @@
+package browsertest
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+// openResults opens the results page on a new tab and waits until it is live.
+func openResults(t *testing.T, browser context.Context, a *app) context.Context {
+	t.Helper()
+	res := newTab(t, browser)
+	do(t, res, chromedp.Navigate(a.resultURL()))
+	waitFor(t, res, "the results page to be live", `document.body.dataset.connection === "live"`, 10*time.Second)
+	if got := eval[string](t, res, `document.querySelector("#connection .text").textContent`); !strings.EqualFold(got, "live") {
+		t.Errorf("connection state says %q, want Live", got)
+	}
+	return res
+}
+
+// text returns the text content of the first element matching a CSS selector.
+func text(t *testing.T, tab context.Context, sel string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// checkMarked checks that the vote page marks choice (and nothing else) as the voter's vote.
+func checkMarked(t *testing.T, vote context.Context, choice, label string) {
+	t.Helper()
+	for _, id := range []string{"a", "b"} {
+		sel := "#option-" + id
+		attrs, err := chromedp.Run(vote, chromedp.Attributes(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chosen := strings.Contains(" "+attrs["class"]+" ", " chosen ")
+		if want := id == choice; chosen != want || attrs["aria-pressed"] != map[bool]string{true: "true", false: "false"}[want] {
+			t.Errorf("vote page: %s has class %q aria-pressed=%q, want chosen=%v", sel, attrs["class"], attrs["aria-pressed"], want)
+		}
+	}
+	if got, want := text(t, vote, "#status"), "You voted for "+label+"."; !strings.HasPrefix(got, want) {
+		t.Errorf("vote page status: got %q, want it to start with %q", got, want)
+	}
+}
+
+// TestVoteWithJavaScript votes by mouse and keyboard on the enhanced page and watches an
+// open results page follow each vote without a reload.
+func TestVoteWithJavaScript(t *testing.T) {
+	a := startApp(t)
+	browser := newBrowser(t)
+	res := openResults(t, browser, a)
+
+	// Before the first vote: no fake 50/50, and the chart says it is waiting.
+	waitShows(t, res, tally{0, 0}, time.Now())
+	if got := eval[string](t, res, `document.querySelector("#history .empty")?.textContent ?? ""`); !strings.Contains(got, "No votes yet") {
+		t.Errorf("chart before the first vote says %q, want No votes yet", got)
+	}
+	checkContrast(t, res, "results page, no votes")
+	points := eval[int](t, res, `Number(document.getElementById("history").dataset.points)`)
+
+	vote := newTab(t, browser)
+	do(t, vote, chromedp.Navigate(a.voteURL()))
+	if got := text(t, vote, "#status"); got != "Choose an option to vote." {
+		t.Errorf("vote page before voting says %q", got)
+	}
+	if got := text(t, vote, "#instance"); got == "" {
+		t.Error("vote page does not show the instance that served it")
+	}
+	if got := text(t, vote, "#option-a .label") + "/" + text(t, vote, "#option-b .label"); got != "Cats/Dogs" {
+		t.Errorf("vote page options: got %s, want Cats/Dogs", got)
+	}
+	checkContrast(t, vote, "vote page, before voting")
+	// A reload would lose this mark: it shows the page was enhanced in place.
+	eval[bool](t, vote, `window.stillThisPage = true`)
+
+	// By keyboard: the first Tab reaches the first option, with a visible focus ring.
+	do(t, vote, chromedp.KeyEvent(kb.Tab))
+	focus := eval[string](t, vote, `(() => { const e = document.activeElement; const cs = getComputedStyle(e);
+  return e.id + " " + e.matches(":focus-visible") + " " + cs.outlineStyle + " " + cs.outlineWidth; })()`)
+	if focus != "option-a true solid 3px" {
+		t.Errorf("after Tab: focus is %q, want option-a with a visible 3px outline", focus)
+	}
+	start := time.Now()
+	do(t, vote, chromedp.KeyEvent(kb.Enter))
+	d1 := waitShows(t, res, tally{1, 0}, start)
+	waitFor(t, vote, "the vote page to mark Cats", `document.getElementById("option-a").classList.contains("chosen")`, 5*time.Second)
+	checkMarked(t, vote, "a", "Cats")
+
+	// Changing the vote by mouse: the same voter, so the total stays 1.
+	start = time.Now()
+	do(t, vote, chromedp.Click(chromedp.CSS("#option-b")))
+	d2 := waitShows(t, res, tally{0, 1}, start)
+	waitFor(t, vote, "the vote page to mark Dogs", `document.getElementById("option-b").classList.contains("chosen")`, 5*time.Second)
+	checkMarked(t, vote, "b", "Dogs")
+
+	// A second voter.
+	do(t, vote, newVoter(), chromedp.Navigate(a.voteURL()))
+	if got := text(t, vote, "#status"); got != "Choose an option to vote." {
+		t.Errorf("vote page for a new voter says %q", got)
+	}
+	eval[bool](t, vote, `window.stillThisPage = true`)
+	start = time.Now()
+	do(t, vote, chromedp.Click(chromedp.CSS("#option-a")))
+	d3 := waitShows(t, res, tally{1, 1}, start)
+	waitFor(t, vote, "the vote page to mark Cats", `document.getElementById("option-a").classList.contains("chosen")`, 5*time.Second)
+	checkMarked(t, vote, "a", "Cats")
+	if !eval[bool](t, vote, `window.stillThisPage === true`) {
+		t.Error("the vote page reloaded: with JavaScript a vote must not reload it")
+	}
+	if !eval[bool](t, res, `performance.getEntriesByType("navigation").length === 1 && document.getElementById("results").dataset.total === "2"`) {
+		t.Error("the results page reloaded")
+	}
+	if got := eval[int](t, res, `Number(document.getElementById("history").dataset.points)`); got < points+3 {
+		t.Errorf("chart has %d points after 3 changes, had %d before", got, points)
+	}
+	t.Logf("vote to results page: keyboard vote %s, changed vote %s, second voter %s", d1, d2, d3)
+
+	time.Sleep(300 * time.Millisecond) // let the colour transitions finish
+	checkContrast(t, vote, "vote page, after voting")
+	checkContrast(t, res, "results page, with votes")
+}
+
+// TestVoteWithoutJavaScript votes on the vote page with JavaScript turned off (a plain form
+// POST, the page rendered by the server) and watches the results page follow; the results
+// page without JavaScript still shows the numbers.
+func TestVoteWithoutJavaScript(t *testing.T) {
+	a := startApp(t)
+	browser := newBrowser(t)
+	res := openResults(t, browser, a)
+
+	vote := newTab(t, browser)
+	do(t, vote, disableJavaScript(), chromedp.Navigate(a.voteURL()))
+	for _, v := range []struct {
+		id, label string
+		want      tally
+	}{{"a", "Cats", tally{1, 0}}, {"b", "Dogs", tally{0, 1}}} {
+		eval[bool](t, vote, `window.stillThisPage = true`)
+		start := time.Now()
+		do(t, vote, chromedp.Click(chromedp.CSS("#option-"+v.id)))
+		d := waitShows(t, res, v.want, start)
+		do(t, vote, chromedp.WaitVisible(chromedp.CSS("#option-"+v.id+".chosen")))
+		checkMarked(t, vote, v.id, v.label)
+		// The server answered the form with a new page: the script did not take the vote.
+		if eval[bool](t, vote, `window.stillThisPage === true`) {
+			t.Error("the vote page did not reload after a vote with JavaScript off")
+		}
+		t.Logf("form vote for %s to results page: %s", v.label, d)
+	}
+	if got := eval[string](t, vote, `location.pathname`); got != "/" {
+		t.Errorf("after the form POST the vote page is at %s, want /", got)
+	}
+
+	static := newTab(t, browser)
+	do(t, static, disableJavaScript(), chromedp.Navigate(a.resultURL()))
+	if got := text(t, static, "#total"); got != "1 vote in total" {
+		t.Errorf("results page without JavaScript: total %q, want 1 vote in total", got)
+	}
+	if got := text(t, static, `.row[data-option="b"] .percent`); got != "100.0%" {
+		t.Errorf("results page without JavaScript: Dogs %q, want 100.0%%", got)
+	}
+	for _, sel := range []string{"#connection", "#timeline"} {
+		if !eval[bool](t, static, `document.querySelector("`+sel+`").hidden`) {
+			t.Errorf("results page without JavaScript shows %s, which only works with it", sel)
+		}
+	}
+}
+
+// TestResultsReconnect kills the server under an open results page: the page must say it
+// is reconnecting, come back by itself when the server does, and show the right numbers.
+func TestResultsReconnect(t *testing.T) {
+	a := startApp(t)
+	browser := newBrowser(t)
+	res := openResults(t, browser, a)
+	a.postVote("a")
+	waitShows(t, res, tally{1, 0}, time.Now())
+
+	// SIGKILL: no close frame, as when a node or pod dies.
+	a.stop(syscall.SIGKILL)
+	waitFor(t, res, "the results page to say it is reconnecting", `document.body.dataset.connection === "reconnecting"`, 5*time.Second)
+	if got := text(t, res, "#connection"); !strings.Contains(strings.ToLower(got), "reconnecting") {
+		t.Errorf("connection state says %q, want Reconnecting", got)
+	}
+	screenshot(t, res, "result-reconnecting.png")
+
+	restarted := time.Now()
+	a.start()
+	waitFor(t, res, "the results page to be live again", `document.body.dataset.connection === "live"`, 15*time.Second)
+	back := time.Since(restarted)
+	if got := text(t, res, "#connection"); !strings.EqualFold(got, "live") {
+		t.Errorf("connection state says %q after reconnecting, want Live", got)
+	}
+	start := time.Now()
+	a.postVote("b")
+	a.postVote("b")
+	d := waitShows(t, res, tally{1, 2}, start)
+	t.Logf("live again %s after the restart began; votes after it shown in %s", back, d)
+}
+
+// TestScreenshots writes the screenshots of both pages at desktop and phone widths, after a
+// few rounds of votes so the chart has a history, and checks the phone layout.
+func TestScreenshots(t *testing.T) {
+	a := startApp(t)
+	browser := newBrowser(t)
+	res := openResults(t, browser, a)
+	w := tally{}
+	for _, round := range []tally{{3, 1}, {2, 3}, {4, 1}, {1, 4}, {5, 2}, {2, 1}} {
+		for range round.a {
+			a.postVote("a")
+		}
+		for range round.b {
+			a.postVote("b")
+		}
+		w.a, w.b = w.a+round.a, w.b+round.b
+		waitShows(t, res, w, time.Now())
+		time.Sleep(250 * time.Millisecond)
+	}
+	vote := newTab(t, browser)
+	do(t, vote, chromedp.Navigate(a.voteURL()), chromedp.Click(chromedp.CSS("#option-a")))
+	waitShows(t, res, tally{w.a + 1, w.b}, time.Now())
+	waitFor(t, vote, "the vote page to mark Cats", `document.getElementById("option-a").classList.contains("chosen")`, 5*time.Second)
+	// Move the mouse away so no hover effect shows, and let transitions finish.
+	do(t, vote, chromedp.MouseClickXY(5, 5), chromedp.Sleep(400*time.Millisecond))
+
+	for _, v := range []struct {
+		name   string
+		w, h   int64
+		mobile bool
+	}{{"desktop", desktopW, desktopH, false}, {"phone", phoneW, phoneH, true}} {
+		for _, p := range []struct {
+			name string
+			tab  context.Context
+		}{{"vote", vote}, {"result", res}} {
+			do(t, p.tab, setViewport(v.w, v.h, v.mobile), chromedp.Sleep(600*time.Millisecond))
+			if bad := eval[[]string](t, p.tab, layoutExpr); len(bad) > 0 {
+				t.Errorf("%s page at %s size: %s", p.name, v.name, strings.Join(bad, "; "))
+			}
+			checkContrast(t, p.tab, p.name+" page at "+v.name+" size")
+			screenshot(t, p.tab, p.name+"-"+v.name+".png")
+		}
+	}
+}
