@@ -81,12 +81,12 @@ func requireBrowser(t *testing.T) {
 // app is a `voting all` process on loopback ports chosen by the test. Its votes live in
 // SQLite in a directory of the test, so a restart on the same ports keeps them.
 type app struct {
-	t                          *testing.T
-	dataDir                    string
+	t                         *testing.T
+	dataDir                   string
 	voteAddr, resultAddr, adm string
-	cmd                        *exec.Cmd
-	exited                     chan struct{}
-	logs                       *syncBuffer
+	cmd                       *exec.Cmd
+	exited                    chan struct{}
+	logs                      *syncBuffer
 }
 
 func startApp(t *testing.T) *app {
@@ -205,4 +205,3 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return strings.TrimSpace(s.b.String())
 }
-
