@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/cli/values"
 	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/release"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -141,6 +142,29 @@ func LoadValues(valueFiles []string, set map[string]any) (map[string]any, error)
 // release name and namespace above does, including schema validation. Hooks follow the
 // manifest.
 func RenderHelm(chartDir string, valueFiles []string, set map[string]any) ([]byte, error) {
+	rel, err := helmRelease(chartDir, valueFiles, set)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	b.WriteString(rel.Manifest)
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&b, "\n---\n# Source: %s\n%s\n", h.Path, h.Manifest)
+	}
+	return []byte(b.String()), nil
+}
+
+// HelmNotes returns the chart's NOTES.txt as `helm install` would print it.
+func HelmNotes(chartDir string, valueFiles []string, set map[string]any) (string, error) {
+	rel, err := helmRelease(chartDir, valueFiles, set)
+	if err != nil {
+		return "", err
+	}
+	return rel.Info.Notes, nil
+}
+
+// helmRelease runs a client-only, dry-run install: what `helm template` does.
+func helmRelease(chartDir string, valueFiles []string, set map[string]any) (*release.Release, error) {
 	chrt, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -161,12 +185,7 @@ func RenderHelm(chartDir string, valueFiles []string, set map[string]any) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("helm template %s %v: %w", chartDir, valueFiles, err)
 	}
-	var b strings.Builder
-	b.WriteString(rel.Manifest)
-	for _, h := range rel.Hooks {
-		fmt.Fprintf(&b, "\n---\n# Source: %s\n%s\n", h.Path, h.Manifest)
-	}
-	return []byte(b.String()), nil
+	return rel, nil
 }
 
 // Lint runs Helm's linter on the chart with the values files in strict mode (warnings fail),

@@ -1,0 +1,76 @@
+package kubetest
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/votingapp/voting/deploy/kubetest/render"
+)
+
+// TestHelmNotes checks that NOTES.txt renders for the main setups and tells users what they
+// need: the Pod Security label, how to reach the pages, and `helm test`.
+func TestHelmNotes(t *testing.T) {
+	chart := root + "/deploy/helm/voting"
+	cases := map[string]struct {
+		files []string
+		want  []string
+	}{
+		"defaults": {nil, []string{"enforce=restricted", "port-forward svc/voting-vote 8080:80", "helm test voting"}},
+		"prod":     {[]string{root + "/deploy/helm/values/prod.yaml"}, []string{"http://vote.voting.example.com/", "ingress-nginx"}},
+		"bitnami":  {[]string{root + "/deploy/helm/values/bitnami.yaml"}, []string{"redis-master:6379", "postgresql:5432"}},
+	}
+	for name, c := range cases {
+		notes, err := render.HelmNotes(chart, c.files, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(notes, w) {
+				t.Errorf("%s: NOTES lack %q:\n%s", name, w, notes)
+			}
+		}
+	}
+}
+
+// TestHelmTestPod checks the `helm test` hook: a Pod that votes for the poll's first option
+// through the vote Service and reads the tally from the result Service.
+func TestHelmTestPod(t *testing.T) {
+	for _, name := range []string{"helm-defaults", "helm-prod", "helm-bitnami"} {
+		r := target(t, name)
+		var pod *corev1.Pod
+		for _, p := range ofKind[*corev1.Pod](r.Objects) {
+			if p.Annotations["helm.sh/hook"] == "test" {
+				pod = p
+			}
+		}
+		if pod == nil {
+			t.Errorf("%s: no helm test Pod", name)
+			continue
+		}
+		env := map[string]string{}
+		for _, e := range pod.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		want := map[string]string{
+			"VOTE_URL":   "http://voting-vote:80/",
+			"RESULT_URL": "http://voting-result:80/api/results",
+			"OPTION":     "a",
+		}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("%s: test pod %s=%q, want %q", name, k, env[k], v)
+			}
+		}
+		script := strings.Join(pod.Spec.Containers[0].Command, " ")
+		for _, w := range []string{`--post-data "vote=$OPTION"`, `"total"`, "exit 1"} {
+			if !strings.Contains(script, w) {
+				t.Errorf("%s: test script lacks %s", name, w)
+			}
+		}
+		if pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+			t.Errorf("%s: test pod restartPolicy %q", name, pod.Spec.RestartPolicy)
+		}
+	}
+}
