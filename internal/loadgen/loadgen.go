@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +56,14 @@ type Config struct {
 	JSON bool
 	// Timeout bounds one request.
 	Timeout time.Duration
+	// Retry, when positive, sends a vote again after a 5xx answer or a failed request, for
+	// up to this long with a growing pause, as a person pressing the button again would:
+	// same voter (when the service told it), same choice.
+	Retry time.Duration
+	// SerialVoters picks a returning voter only when none of its votes is in flight, so the
+	// service sees each voter's votes in the order they were started and Final is exact.
+	// Without it two votes of one voter may race and either may be the newer.
+	SerialVoters bool
 }
 
 // Report is what the run was told by the service.
@@ -77,6 +86,16 @@ type Report struct {
 	P99         time.Duration     `json:"p99_ns"`
 	Max         time.Duration     `json:"max_ns"`
 	FirstError  string            `json:"first_error,omitempty"`
+	// Retried counts requests sent again under Config.Retry.
+	Retried int `json:"retried"`
+	// Unsure holds, per voter, the options of votes sent after its last accepted one whose
+	// outcome is unknown: a 5xx or a broken connection may still have queued the vote (the
+	// answer, not the vote, was lost). The store may hold one of them instead of Final.
+	// A refused connection is not unsure: nothing reached the service.
+	Unsure map[string][]string `json:"-"`
+	// UnsureNew counts such votes of new voters, whose ids the service never told: each
+	// may have become a voter that Final does not know.
+	UnsureNew int `json:"unsure_new"`
 }
 
 // Run casts the votes and returns the report. It stops early when ctx is done.
@@ -108,7 +127,9 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		voters    []string // voters seen so far, for reuse
 		lat       = make([]time.Duration, 0, cfg.Votes)
 		rep       = &Report{ByStatus: map[string]int{}, AcceptedByOption: map[string]int{}, Final: map[string]string{}, FinalCounts: map[string]int{}}
-		lastVoted = map[string]int{} // voter -> index of its last accepted vote, for Final
+		lastVoted = map[string]int{}  // voter -> index of its last accepted vote, for Final
+		busy      = map[string]bool{} // voters with a vote in flight, for SerialVoters
+		unsure    = map[string][]unsureVote{}
 	)
 	var tick <-chan time.Time
 	if cfg.Rate > 0 {
@@ -136,16 +157,41 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 				voter := ""
 				if cfg.Reuse > 0 && rng.Float64() < cfg.Reuse {
 					mu.Lock()
-					if len(voters) > 0 {
-						voter = voters[rng.IntN(len(voters))]
+					// A few tries to find a voter with nothing in flight; else a new voter.
+					for try := 0; try < 8 && len(voters) > 0; try++ {
+						if v := voters[rng.IntN(len(voters))]; !cfg.SerialVoters || !busy[v] {
+							voter = v
+							break
+						}
+					}
+					if cfg.SerialVoters && voter != "" {
+						busy[voter] = true
 					}
 					mu.Unlock()
 				}
 				option := plan[i]
 				t0 := time.Now()
 				status, newVoter, err := cast(ctx, client, base, cfg.JSON, voter, option)
+				for pause := 50 * time.Millisecond; cfg.Retry > 0 && retryable(status, err) && time.Since(t0) < cfg.Retry && ctx.Err() == nil; pause = min(2*pause, time.Second) {
+					mu.Lock()
+					rep.Retried++
+					if !errors.Is(err, syscall.ECONNREFUSED) {
+						if voter == "" {
+							rep.UnsureNew++
+						} else {
+							unsure[voter] = append(unsure[voter], unsureVote{i, option})
+						}
+					}
+					mu.Unlock()
+					select {
+					case <-time.After(pause):
+					case <-ctx.Done():
+					}
+					status, newVoter, err = cast(ctx, client, base, cfg.JSON, voter, option)
+				}
 				d := time.Since(t0)
 				mu.Lock()
+				delete(busy, voter)
 				rep.Sent++
 				lat = append(lat, d)
 				key := fmt.Sprint(status)
@@ -168,9 +214,17 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 					if prev, ok := lastVoted[voter]; !ok || i > prev {
 						lastVoted[voter] = i
 						rep.Final[voter] = option
+						unsure[voter] = slices.DeleteFunc(unsure[voter], func(u unsureVote) bool { return u.i <= i })
 					}
 				} else {
 					rep.Failed++
+					if retryable(status, err) && !errors.Is(err, syscall.ECONNREFUSED) {
+						if voter == "" {
+							rep.UnsureNew++
+						} else {
+							unsure[voter] = append(unsure[voter], unsureVote{i, option})
+						}
+					}
 				}
 				done := rep.Sent
 				mu.Unlock()
@@ -188,6 +242,12 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	for _, o := range rep.Final {
 		rep.FinalCounts[o]++
 	}
+	rep.Unsure = map[string][]string{}
+	for v, us := range unsure {
+		for _, u := range us {
+			rep.Unsure[v] = append(rep.Unsure[v], u.option)
+		}
+	}
 	slices.Sort(lat)
 	rep.P50, rep.P95, rep.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 	if len(lat) > 0 {
@@ -195,6 +255,16 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	}
 	return rep, ctx.Err()
 }
+
+// unsureVote is a vote (by its index in the run) whose outcome is unknown.
+type unsureVote struct {
+	i      int
+	option string
+}
+
+// retryable reports whether a vote's outcome calls for sending it again: the service was
+// unavailable or could not be reached. A 4xx is the service's answer to the vote itself.
+func retryable(status int, err error) bool { return err != nil || status >= 500 }
 
 // cast sends one vote, as voter (a new voter when ""), and returns the status and the voter
 // id the service gave.
