@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -141,6 +143,9 @@ func TestPodHardening(t *testing.T) {
 			if psc == nil || psc.RunAsUser == nil || *psc.RunAsUser == 0 || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
 				t.Errorf("%s: pod needs runAsNonRoot and a fixed non-zero runAsUser", where)
 			}
+			if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s: pod seccompProfile is not RuntimeDefault", where)
+			}
 			component := p.Meta.Labels["app.kubernetes.io/component"]
 			app := contains(appComponents, component)
 			if app && *psc.RunAsUser != 65532 {
@@ -162,6 +167,9 @@ func TestPodHardening(t *testing.T) {
 				}
 				if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() {
 					t.Errorf("%s: needs cpu and memory requests and a memory limit", cw)
+				}
+				if !init && component != "test" && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
+					t.Errorf("%s: needs liveness and readiness probes", cw)
 				}
 				if !isAppImage(c.Image) {
 					continue
@@ -273,4 +281,40 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestDatastoresPersist checks that every in-cluster Redis and PostgreSQL is a StatefulSet
+// with a volume claim template mounted where the data lives, and that Redis runs with the
+// append-only file.
+func TestDatastoresPersist(t *testing.T) {
+	for _, r := range renderAll(t) {
+		for _, ss := range ofKind[*appsv1.StatefulSet](r.Objects) {
+			where := r.Name + ": StatefulSet/" + ss.Name
+			if len(ss.Spec.VolumeClaimTemplates) != 1 || ss.Spec.VolumeClaimTemplates[0].Name != "data" {
+				t.Errorf("%s: want one volumeClaimTemplate named data", where)
+				continue
+			}
+			c := ss.Spec.Template.Spec.Containers[0]
+			mounts := map[string]string{}
+			for _, m := range c.VolumeMounts {
+				mounts[m.Name] = m.MountPath
+			}
+			switch ss.Spec.Template.Labels["app.kubernetes.io/name"] {
+			case "redis":
+				args := strings.Join(c.Args, " ")
+				if !strings.Contains(args, "--dir /data") || !strings.Contains(args, "--appendonly yes") || !strings.Contains(args, "--appendfsync") {
+					t.Errorf("%s: Redis without AOF in /data: %s", where, args)
+				}
+				if mounts["data"] != "/data" {
+					t.Errorf("%s: data volume at %q", where, mounts["data"])
+				}
+			case "postgresql":
+				if mounts["data"] != "/var/lib/postgresql/data" {
+					t.Errorf("%s: data volume at %q", where, mounts["data"])
+				}
+			default:
+				t.Errorf("%s: unexpected StatefulSet", where)
+			}
+		}
+	}
 }
