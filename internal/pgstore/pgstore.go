@@ -162,22 +162,28 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 
 // Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
 // the number of options, not votes. Options whose count is 0 are left out.
-func (s *Store) Tally(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, "SELECT option, count FROM vote_counts WHERE count <> 0")
+func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
+	rows, err := s.pool.Query(ctx, "SELECT option, count, last_voted_at FROM vote_counts")
 	if err != nil {
-		return nil, classify("tally", err)
+		return voting.Tally{}, classify("tally", err)
 	}
-	counts := map[string]int64{}
+	t := voting.Tally{Counts: map[string]int64{}}
 	var option string
 	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&option, &n}, func() error {
-		counts[option] = n
+	var last *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&option, &n, &last}, func() error {
+		if n != 0 {
+			t.Counts[option] = n
+		}
+		if last != nil && last.After(t.Newest) {
+			t.Newest = last.UTC()
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, classify("tally", err)
+		return voting.Tally{}, classify("tally", err)
 	}
-	return counts, nil
+	return t, nil
 }
 
 // VoteOf returns the stored vote of a voter, and false when there is none.

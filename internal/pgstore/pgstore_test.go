@@ -290,7 +290,8 @@ func TestCountTriggers(t *testing.T) {
 		if _, err := pgx.ForEachRow(rows, []any{&option, &n}, func() error { want[option] = n; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.Tally(ctx)
+		tally, err := s.Tally(ctx)
+		got := tally.Counts
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -548,7 +549,8 @@ func mustRecordVotes(t testing.TB, s *Store, votes []voting.Vote) {
 
 func wantCounts(t *testing.T, s *Store, want map[string]int64) {
 	t.Helper()
-	got, err := s.Tally(context.Background())
+	tally, err := s.Tally(context.Background())
+	got := tally.Counts
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,6 @@ func (s *Service) dropClient(err error) {
 	if errors.Is(err, context.Canceled) || websocket.CloseStatus(err) != -1 {
 		return // the client left
 	}
-	s.dropped.Inc()
+	s.clientsClosed.Inc()
 	s.log.Debug("websocket client dropped", "err", err)
 }

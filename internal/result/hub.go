@@ -21,18 +21,21 @@ func newHub() *hub {
 	return &hub{subs: map[*subscription]struct{}{}}
 }
 
-// publish makes b the latest snapshot and hands it to every subscriber.
-func (h *hub) publish(b []byte) {
+// publish makes b the latest snapshot and hands it to every subscriber. It returns how many
+// undelivered older snapshots it replaced.
+func (h *hub) publish(b []byte) (replaced int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.latest = b
 	for s := range h.subs {
 		select {
 		case <-s.c: // drop the undelivered, older snapshot
+			replaced++
 		default:
 		}
 		s.c <- b // cannot block: the buffer is empty and only publish sends, under mu
 	}
+	return replaced
 }
 
 // snapshot returns the latest snapshot, or nil before the first tally.

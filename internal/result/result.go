@@ -46,10 +46,12 @@ type Service struct {
 
 	stopping chan struct{} // closed when Run returns: WebSocket handlers say goodbye
 
-	tallyErrors prometheus.Counter
-	sent        prometheus.Counter
-	dropped     prometheus.Counter
-	updated     prometheus.Gauge
+	tallyErrors   prometheus.Counter
+	sent          prometheus.Counter
+	dropped       prometheus.Counter
+	clientsClosed prometheus.Counter
+	updated       prometheus.Gauge
+	toPush        prometheus.Histogram
 }
 
 // New returns the service; Run must be running for it to have numbers to show.
@@ -83,15 +85,25 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Help: "Snapshots written to WebSocket clients.",
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_websocket_messages_dropped_total",
+			Help: "Snapshots replaced by a newer one before a slow client took them.",
+		}),
+		clientsClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_websocket_clients_dropped_total",
 			Help: "WebSocket clients disconnected because a write failed or timed out.",
+		}),
+		toPush: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "voting_vote_to_push_seconds",
+			Help: "Time from a vote's acceptance to the push of a result that counts it, for the newest vote of each change.",
+			// From a millisecond (push on commit) to 10 s (a backlog in the queue).
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		updated: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "voting_tally_updated_timestamp_seconds",
 			Help: "When the tally was last read successfully (Unix time).",
 		}),
 	}
-	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.updated,
+	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsClosed, s.updated, s.toPush,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "voting_websocket_clients",
 			Help: "WebSocket clients connected now.",
@@ -108,8 +120,9 @@ func (s *Service) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	var last []byte
+	var lastNewest time.Time
 	for {
-		if b, err := s.read(ctx); err != nil {
+		if b, newest, err := s.read(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -117,7 +130,13 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("read tally", "err", err)
 		} else if !bytes.Equal(b, last) {
 			last = b
-			s.hub.publish(b)
+			s.dropped.Add(float64(s.hub.publish(b)))
+			if newest.After(lastNewest) {
+				if !lastNewest.IsZero() { // the first read after a start shows old votes
+					s.toPush.Observe(time.Since(newest).Seconds())
+				}
+				lastNewest = newest
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -131,15 +150,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Service) read(ctx context.Context) ([]byte, error) {
+// read returns the encoded result and the time of the newest vote it counts.
+func (s *Service) read(ctx context.Context) ([]byte, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	counts, err := s.store.Tally(ctx)
+	t, err := s.store.Tally(ctx)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	s.updated.SetToCurrentTime()
-	return json.Marshal(s.cfg.Options.Result(counts))
+	b, err := json.Marshal(s.cfg.Options.Result(t.Counts))
+	return b, t.Newest, err
 }
 
 // Ready reports whether the service has a tally to show; readiness includes it so that a

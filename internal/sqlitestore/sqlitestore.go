@@ -184,25 +184,31 @@ func (s *Store) record(ctx context.Context, votes []voting.Vote) (changed bool, 
 
 // Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
 // the number of options, not votes. Options whose count is 0 are left out.
-func (s *Store) Tally(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT option, count FROM vote_counts WHERE count <> 0")
+func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT option, count, last_voted_at FROM vote_counts")
 	if err != nil {
-		return nil, classify("tally", err)
+		return voting.Tally{}, classify("tally", err)
 	}
 	defer rows.Close()
-	counts := map[string]int64{}
+	t := voting.Tally{Counts: map[string]int64{}}
 	for rows.Next() {
 		var option string
 		var n int64
-		if err := rows.Scan(&option, &n); err != nil {
-			return nil, classify("tally", err)
+		var last sql.NullInt64
+		if err := rows.Scan(&option, &n, &last); err != nil {
+			return voting.Tally{}, classify("tally", err)
 		}
-		counts[option] = n
+		if n != 0 {
+			t.Counts[option] = n
+		}
+		if at := time.UnixMicro(last.Int64).UTC(); last.Valid && at.After(t.Newest) {
+			t.Newest = at
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("tally", err)
+		return voting.Tally{}, classify("tally", err)
 	}
-	return counts, nil
+	return t, nil
 }
 
 // VoteOf returns the stored vote of a voter, and false when there is none.

@@ -58,7 +58,8 @@ func TestRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reopen: %v", err)
 		}
-		got, err := s.Tally(ctx)
+		tally, err := s.Tally(ctx)
+		got := tally.Counts
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +137,8 @@ func TestCountTriggers(t *testing.T) {
 			want[option] = n
 		}
 		rows.Close()
-		got, err := s.Tally(ctx)
+		tally, err := s.Tally(ctx)
+		got := tally.Counts
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +192,7 @@ func TestRecordRejectsInvalidVotes(t *testing.T) {
 	if !errors.Is(err, voting.ErrInvalidOption) || errors.Is(err, voting.ErrUnavailable) {
 		t.Fatalf("Record with an invalid option: %v, want ErrInvalidOption and not ErrUnavailable", err)
 	}
-	if got, _ := s.Tally(ctx); len(got) != 0 {
+	if got, _ := s.Tally(ctx); len(got.Counts) != 0 {
 		t.Fatalf("Tally after a rejected batch = %v, want empty", got)
 	}
 }

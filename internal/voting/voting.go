@@ -132,10 +132,17 @@ type Recorder interface {
 	Record(ctx context.Context, votes []Vote) error
 }
 
-// Tallier reads the number of votes per option id. The cost does not grow with the number
-// of votes stored.
+// Tally is the number of votes per option id, and when the newest vote counted was cast.
+type Tally struct {
+	Counts map[string]int64
+	// Newest is the time of the newest vote that changed the counts, zero when unknown. The
+	// result service measures vote-to-screen latency with it.
+	Newest time.Time
+}
+
+// Tallier reads the tally. The cost does not grow with the number of votes stored.
 type Tallier interface {
-	Tally(ctx context.Context) (map[string]int64, error)
+	Tally(ctx context.Context) (Tally, error)
 }
 
 // Watcher signals changes to the tally. The channel receives a value soon after a commit

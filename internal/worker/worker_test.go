@@ -94,7 +94,7 @@ func tally(t *testing.T, st *flakyStore) map[string]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c.Counts
 }
 
 // TestStoreDownIsRetried: while the store is unavailable the worker retries the batch and

@@ -17,11 +17,14 @@ ALTER TABLE votes ALTER COLUMN voted_at SET DEFAULT now();
 
 -- vote_counts makes the tally cost the same with 10 votes or 10 million. Rows whose count
 -- drops to 0 stay; readers skip them.
+-- last_voted_at is the time of the newest vote that raised the count, so that the result
+-- service can tell how long a vote took to reach the screen.
 CREATE TABLE vote_counts (
-    option text PRIMARY KEY,
-    count  bigint NOT NULL
+    option        text PRIMARY KEY,
+    count         bigint NOT NULL,
+    last_voted_at timestamptz
 );
-INSERT INTO vote_counts (option, count) SELECT vote, count(*) FROM votes GROUP BY vote;
+INSERT INTO vote_counts (option, count, last_voted_at) SELECT vote, count(*), max(voted_at) FROM votes GROUP BY vote;
 
 -- votes_count applies a statement's changes to vote_counts: -1 for every old row, +1 for
 -- every new row, summed per option. Statement-level triggers with transition tables do this
@@ -39,18 +42,20 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO vote_counts AS c (option, count)
-        SELECT vote, count(*) FROM new_votes GROUP BY vote ORDER BY vote
-        ON CONFLICT (option) DO UPDATE SET count = c.count + EXCLUDED.count;
+        INSERT INTO vote_counts AS c (option, count, last_voted_at)
+        SELECT vote, count(*), max(voted_at) FROM new_votes GROUP BY vote ORDER BY vote
+        ON CONFLICT (option) DO UPDATE SET count = c.count + EXCLUDED.count,
+            last_voted_at = GREATEST(c.last_voted_at, EXCLUDED.last_voted_at);
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO vote_counts AS c (option, count)
-        SELECT vote, sum(n) FROM (
-            SELECT vote, -1 AS n FROM old_votes
+        INSERT INTO vote_counts AS c (option, count, last_voted_at)
+        SELECT vote, sum(n), max(at) FROM (
+            SELECT vote, -1 AS n, NULL::timestamptz AS at FROM old_votes
             UNION ALL
-            SELECT vote, 1 FROM new_votes
+            SELECT vote, 1, voted_at FROM new_votes
         ) AS d
         GROUP BY vote HAVING sum(n) <> 0 ORDER BY vote
-        ON CONFLICT (option) DO UPDATE SET count = c.count + EXCLUDED.count;
+        ON CONFLICT (option) DO UPDATE SET count = c.count + EXCLUDED.count,
+            last_voted_at = GREATEST(c.last_voted_at, EXCLUDED.last_voted_at);
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO vote_counts AS c (option, count)
         SELECT vote, -count(*) FROM old_votes GROUP BY vote ORDER BY vote

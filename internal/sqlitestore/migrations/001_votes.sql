@@ -9,10 +9,12 @@ CREATE TABLE votes (
     voted_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 
--- Rows whose count drops to 0 stay; readers skip them.
+-- Rows whose count drops to 0 stay; readers skip them. last_voted_at (microseconds) is the
+-- newest vote that raised the count, for the vote-to-screen latency.
 CREATE TABLE vote_counts (
-    option TEXT PRIMARY KEY,
-    count  INTEGER NOT NULL
+    option        TEXT PRIMARY KEY,
+    count         INTEGER NOT NULL,
+    last_voted_at INTEGER
 ) STRICT, WITHOUT ROWID;
 
 -- Triggers keep the counts right whoever writes to votes (the store, or someone with the
@@ -21,16 +23,18 @@ CREATE TABLE vote_counts (
 -- inserts and the UPDATE trigger when it updates.
 CREATE TRIGGER votes_count_insert AFTER INSERT ON votes
 BEGIN
-    INSERT INTO vote_counts (option, count) VALUES (NEW.vote, 1)
-    ON CONFLICT (option) DO UPDATE SET count = count + 1;
+    INSERT INTO vote_counts (option, count, last_voted_at) VALUES (NEW.vote, 1, NEW.voted_at)
+    ON CONFLICT (option) DO UPDATE SET count = count + 1,
+        last_voted_at = max(coalesce(last_voted_at, 0), excluded.last_voted_at);
 END;
 
 CREATE TRIGGER votes_count_update AFTER UPDATE ON votes
 WHEN OLD.vote IS NOT NEW.vote
 BEGIN
     UPDATE vote_counts SET count = count - 1 WHERE option = OLD.vote;
-    INSERT INTO vote_counts (option, count) VALUES (NEW.vote, 1)
-    ON CONFLICT (option) DO UPDATE SET count = count + 1;
+    INSERT INTO vote_counts (option, count, last_voted_at) VALUES (NEW.vote, 1, NEW.voted_at)
+    ON CONFLICT (option) DO UPDATE SET count = count + 1,
+        last_voted_at = max(coalesce(last_voted_at, 0), excluded.last_voted_at);
 END;
 
 CREATE TRIGGER votes_count_delete AFTER DELETE ON votes

@@ -37,6 +37,31 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		wantVote(ctx, t, s, v)
 	})
 
+	t.Run("NewestVoteTime", func(t *testing.T) {
+		ctx, s := storeSetup(t, newStore)
+		wantNewest := func(want time.Time) {
+			t.Helper()
+			tally, err := s.Tally(ctx)
+			if err != nil {
+				t.Fatalf("Tally: %v", err)
+			}
+			if !tally.Newest.Equal(want) {
+				t.Fatalf("Tally.Newest = %v, want %v", tally.Newest, want)
+			}
+		}
+		wantNewest(time.Time{})
+		mustRecord(ctx, t, s, vote("v1", "a", 2))
+		wantNewest(vote("v1", "a", 2).At)
+		mustRecord(ctx, t, s, vote("v2", "b", 5), vote("v3", "a", 3))
+		wantNewest(vote("v2", "b", 5).At)
+		// An older vote of a new voter raises a count but not the newest time; a
+		// redelivered vote changes nothing.
+		mustRecord(ctx, t, s, vote("v4", "a", 1), vote("v2", "b", 5))
+		wantNewest(vote("v2", "b", 5).At)
+		mustRecord(ctx, t, s, vote("v1", "b", 9)) // a voter changes their vote
+		wantNewest(vote("v1", "b", 9).At)
+	})
+
 	t.Run("NewestWins", func(t *testing.T) {
 		ctx, s := storeSetup(t, newStore)
 		mustRecord(ctx, t, s, vote("v1", "a", 0), vote("v2", "a", 0))
@@ -313,14 +338,14 @@ func mustRecord(ctx context.Context, t *testing.T, s Store, votes ...voting.Vote
 // wantTally checks the tally; options with a count of 0 may be present or not.
 func wantTally(ctx context.Context, t *testing.T, s Store, want map[string]int64) {
 	t.Helper()
-	got, err := s.Tally(ctx)
+	tally, err := s.Tally(ctx)
 	if err != nil {
 		t.Fatalf("Tally: %v", err)
 	}
-	if got == nil {
+	if tally.Counts == nil {
 		t.Fatal("Tally returned a nil map")
 	}
-	got = maps.Clone(got)
+	got := maps.Clone(tally.Counts)
 	maps.DeleteFunc(got, func(_ string, n int64) bool { return n == 0 })
 	if !maps.Equal(got, want) {
 		t.Fatalf("Tally = %v, want %v", got, want)

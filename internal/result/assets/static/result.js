@@ -35,6 +35,9 @@
     const last = series[series.length - 1];
     if (last && last.total === total && Object.keys(counts).every((id) => last.counts[id] === counts[id])) return;
     series.push({ t: Date.now(), counts, total });
+    // A busy vote sends several updates a second; beyond this many points the oldest go, so
+    // a page left open under load keeps drawing quickly.
+    if (series.length > 3000) series.splice(0, series.length - 3000);
   };
 
   const render = (res) => {
@@ -92,7 +95,7 @@
     while (series.length > 1 && series[1].t <= now - maxSpan) series.shift();
     const t0 = Math.max(series[0].t, now - maxSpan);
     const t1 = Math.max(now, t0 + minSpan);
-    const pad = { l: 44, r: 12, t: 10, b: 26 };
+    const pad = { l: 44, r: 48, t: 10, b: 26 }; // the right margin holds the end labels
     const x = (t) => pad.l + ((Math.max(t, t0) - t0) / (t1 - t0)) * (w - pad.l - pad.r);
     let max = 0;
     for (const p of series) for (const id in p.counts) max = Math.max(max, p.counts[id]);
@@ -111,6 +114,7 @@
 
     const last = series[series.length - 1];
     const summary = [];
+    const ends = [];
     let i = 0;
     for (const [id, r] of rows) {
       let d = `M${x(series[0].t).toFixed(1)},${y(series[0].counts[id] || 0).toFixed(1)}`;
@@ -121,8 +125,20 @@
       g.append(el("path", { class: "line", d }),
         el("circle", { class: "end", cx: x(now).toFixed(1), cy: y(n).toFixed(1), r: 4.5 }));
       nodes.push(g);
+      ends.push({ g, y: y(n), n });
       summary.push(`${r.label} ${n}`);
       i++;
+    }
+    // Each line ends with its count. Labels closer than a line of text are pushed apart,
+    // downwards, then upwards again where that would take them below the axis.
+    if (last.total > 0) {
+      const gap = 15;
+      ends.sort((p, q) => p.y - q.y);
+      for (let k = 1; k < ends.length; k++) ends[k].y = Math.max(ends[k].y, ends[k - 1].y + gap);
+      for (let k = ends.length - 1; k >= 0; k--) ends[k].y = Math.min(ends[k].y, (k === ends.length - 1 ? y(0) : ends[k + 1].y - gap));
+      for (const e of ends) {
+        e.g.append(el("text", { class: "end-label", x: (x(now) + 9).toFixed(1), y: (e.y + 4.5).toFixed(1) }, e.n));
+      }
     }
     if (last.total === 0) {
       nodes.push(el("text", { class: "empty", x: (pad.l + w - pad.r) / 2, y: (pad.t + h - pad.b) / 2, "text-anchor": "middle" },
