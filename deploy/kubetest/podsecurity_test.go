@@ -147,6 +147,11 @@ func TestPodHardening(t *testing.T) {
 			}
 			component := p.Meta.Labels["app.kubernetes.io/component"]
 			app := contains(appComponents, component)
+			// Service links would inject variables such as VOTING_VOTE_PORT for a Service named
+			// voting-vote: the VOTING_ prefix is the app's configuration namespace.
+			if app && (s.EnableServiceLinks == nil || *s.EnableServiceLinks) {
+				t.Errorf("%s: enableServiceLinks is not false", where)
+			}
 			if app && *psc.RunAsUser != 65532 {
 				t.Errorf("%s: runAsUser %d, want 65532", where, *psc.RunAsUser)
 			}
