@@ -67,6 +67,7 @@ func TestVoteWithJavaScript(t *testing.T) {
 		t.Errorf("chart before the first vote says %q, want No votes yet", got)
 	}
 	checkContrast(t, res, "results page, no votes")
+	screenshot(t, res, "result-empty-desktop.png")
 	points := eval[int](t, res, `Number(document.getElementById("history").dataset.points)`)
 
 	vote := newTab(t, browser)
@@ -191,6 +192,7 @@ func TestResultsReconnect(t *testing.T) {
 	if got := text(t, res, "#connection"); !strings.Contains(strings.ToLower(got), "reconnecting") {
 		t.Errorf("connection state says %q, want Reconnecting", got)
 	}
+	do(t, res, chromedp.Sleep(600*time.Millisecond)) // let the bars finish moving
 	screenshot(t, res, "result-reconnecting.png")
 
 	restarted := time.Now()
