@@ -1,0 +1,332 @@
+package faulttest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// freePort returns a loopback port that was free a moment ago. Servers restarted by a test
+// come back on the same port, so ports are picked here rather than with :0.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// child is a server process started by a test. Only children are ever signalled.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startChild(t *testing.T, name string, cmd *exec.Cmd) *child {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	return c
+}
+
+// stop sends sig and waits for the exit.
+func (c *child) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		t.Errorf("%s did not exit within %v of %v; killed", c.name, timeout, sig)
+	}
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// redisServer is a Redis of the test's own, with its data in a temporary directory so that a
+// restart finds what the AOF kept.
+type redisServer struct {
+	t     *testing.T
+	port  int
+	dir   string
+	fsync string
+	proc  *child
+	URL   string
+}
+
+// startRedis starts redis-server with the append-only file on and the given appendfsync
+// ("always", "everysec" or "no"); RDB snapshots are off so that the AOF alone decides what a
+// restart finds.
+func startRedis(t *testing.T, fsync string) *redisServer {
+	t.Helper()
+	r := &redisServer{t: t, port: freePort(t), dir: tempDir(t), fsync: fsync}
+	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
+	r.start()
+	t.Cleanup(func() {
+		if r.proc != nil {
+			r.proc.stop(t, syscall.SIGKILL, 10*time.Second)
+		}
+	})
+	return r
+}
+
+func (r *redisServer) start() {
+	t := r.t
+	t.Helper()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", r.fsync,
+		"--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no")
+	r.proc = startChild(t, "redis-server", cmd)
+	opt, _ := redis.ParseURL(r.URL)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || r.proc.exited() {
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			t.Fatalf("redis on :%d not up: %v\n%s", r.port, err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// restart stops Redis gracefully (SIGTERM: it writes and syncs the AOF, then exits), waits
+// down for the given time, and starts it again on the same port and data.
+func (r *redisServer) restart(down time.Duration) {
+	r.proc.stop(r.t, syscall.SIGTERM, 30*time.Second)
+	time.Sleep(down)
+	r.start()
+}
+
+// kill kills Redis with SIGKILL, waits down for the given time, and starts it again.
+func (r *redisServer) kill(down time.Duration) {
+	r.proc.stop(r.t, syscall.SIGKILL, 10*time.Second)
+	time.Sleep(down)
+	r.start()
+}
+
+func (r *redisServer) client() *redis.Client {
+	opt, _ := redis.ParseURL(r.URL)
+	c := redis.NewClient(opt)
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// pgServer is a PostgreSQL of the test's own. PostgreSQL refuses to run as root, so when the
+// tests run as root it runs as the user postgres.
+type pgServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	proc *child
+	URL  string // superuser URL
+}
+
+// pgBin is the directory of the newest installed PostgreSQL's programs, or "".
+func pgBin() string {
+	if d := os.Getenv("PG_BIN"); d != "" {
+		return d
+	}
+	ms, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	best, bestV := "", 0
+	for _, m := range ms {
+		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(m)))
+		if _, err := os.Stat(filepath.Join(m, "initdb")); err == nil && v > bestV {
+			best, bestV = m, v
+		}
+	}
+	return best
+}
+
+// pgCredential is the user PostgreSQL runs as when the tests run as root.
+func pgCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, and no user postgres to run PostgreSQL as: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// pgTemplate is a data directory made by initdb once per run (in TestMain); each test copies
+// it, which takes milliseconds where initdb takes seconds.
+var pgTemplate string
+
+func initPGTemplate(root string) error {
+	bin := pgBin()
+	if bin == "" {
+		return fmt.Errorf("no PostgreSQL found under /usr/lib/postgresql (set PG_BIN)")
+	}
+	cred, err := pgCredential()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, "pg-template")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(filepath.Join(bin, "initdb"), "-D", dir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	pgTemplate = dir
+	return nil
+}
+
+// startPostgres starts a PostgreSQL on a copy of the template. fsync is off: these tests
+// restart PostgreSQL with fast shutdowns, which write everything, and never crash the host.
+func startPostgres(t *testing.T) *pgServer {
+	t.Helper()
+	cred, err := pgCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := tempDir(t)
+	if cred != nil {
+		// The socket goes here too, so PostgreSQL's user must own it.
+		if err := os.Chown(base, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "pg")
+	if out, err := exec.Command("cp", "-a", pgTemplate, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the PostgreSQL template: %v\n%s", err, out)
+	}
+	p := &pgServer{t: t, port: freePort(t), dir: dir}
+	p.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
+	p.start()
+	t.Cleanup(func() {
+		if p.proc != nil {
+			p.proc.stop(t, syscall.SIGQUIT, 20*time.Second) // immediate shutdown
+		}
+	})
+	return p
+}
+
+func (p *pgServer) start() {
+	t := p.t
+	t.Helper()
+	cred, _ := pgCredential()
+	logf, err := os.OpenFile(filepath.Join(filepath.Dir(p.dir), "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(pgBin(), "postgres"), "-D", p.dir, "-p", strconv.Itoa(p.port),
+		"-k", filepath.Dir(p.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+		"-c", "max_connections=100", "-c", "shared_buffers=32MB")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	p.proc = startChild(t, "postgres", cmd)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, p.URL)
+		if err == nil {
+			conn.Close(ctx)
+			cancel()
+			return
+		}
+		cancel()
+		if time.Now().After(deadline) || p.proc.exited() {
+			log, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "postgres.log"))
+			t.Fatalf("postgres on :%d not up: %v\n%s", p.port, err, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// restart stops PostgreSQL with a fast shutdown (SIGINT: open transactions are rolled back,
+// clients disconnected, everything committed written), stays down for the given time, and
+// starts it again.
+func (p *pgServer) restart(down time.Duration) {
+	p.proc.stop(p.t, syscall.SIGINT, 60*time.Second)
+	time.Sleep(down)
+	p.start()
+}
+
+// query runs one statement as the superuser and returns the rows as strings.
+func (p *pgServer) query(sql string, args ...any) [][]string {
+	t := p.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.URL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	var out [][]string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := make([]string, len(vals))
+		for i, v := range vals {
+			row[i] = fmt.Sprint(v)
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
+// logs returns PostgreSQL's log, for failure messages.
+func (p *pgServer) logs() string {
+	b, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "postgres.log"))
+	return strings.TrimSpace(string(b))
+}
