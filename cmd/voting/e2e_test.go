@@ -181,6 +181,39 @@ func TestSplitServices(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// The metrics say what was done: 3000 accepted, 3000 processed, the malformed message
+	// dead-lettered as undecodable, nothing refused by the store, and a bad vote rejected.
+	resp, err := http.PostForm(v.url("vote")+"/", url.Values{"vote": {"zzz"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, m := range []struct {
+		app  *testApp
+		name string
+		want float64
+	}{
+		{v, `voting_votes_accepted_total{option="a"}`, 2000},
+		{v, `voting_votes_accepted_total{option="b"}`, 1000},
+		{v, `voting_votes_rejected_total{reason="invalid"}`, 1},
+		{v, `voting_queue_publish_errors_total`, 0},
+		{w, `voting_votes_processed_total`, 3000},
+		{w, `voting_votes_dead_lettered_total{reason="undecodable"}`, 1},
+		{w, `voting_votes_dead_lettered_total{reason="store_refused"}`, 0},
+		{w, `voting_queue_length`, 0},
+		{w, `voting_queue_dead_letters`, 1},
+		{r, `voting_websocket_clients`, 1},
+		{r, `voting_dependency_up{dependency="postgres"}`, 1},
+	} {
+		if got := metricValue(t, m.app, m.name); got != m.want {
+			t.Errorf("%s = %v, want %v", m.name, got, m.want)
+		}
+	}
+	if got := metricValue(t, r, "voting_vote_to_push_seconds_count"); got < 1 {
+		t.Errorf("voting_vote_to_push_seconds_count = %v, want at least one push measured", got)
+	}
+
 	for _, a := range []*testApp{v, r, w} {
 		if code := a.stop(); code != 0 {
 			t.Errorf("exit code %d, want 0; logs:\n%s", code, a.logs)
@@ -189,6 +222,23 @@ func TestSplitServices(t *testing.T) {
 }
 
 func toString(m map[string]any) string { return fmt.Sprint(m) }
+
+// metricValue scrapes the app's /metrics and returns the value of the series written exactly
+// as name (with its labels in the exposition's order).
+func metricValue(t *testing.T, a *testApp, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(get(t, a.url("admin")+"/metrics"), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no metric %s in the scrape of %s", name, a.url("admin"))
+	return 0
+}
 
 func get(t *testing.T, u string) string {
 	t.Helper()

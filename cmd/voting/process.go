@@ -23,6 +23,7 @@ type process struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	metrics *web.Metrics
+	queue   *telemetry.QueueMetrics // nil in processes without a queue
 	checks  []web.Check
 
 	servers []*server
@@ -47,6 +48,14 @@ func newProcess(service string, opts common, env *cmdEnv) (*process, error) {
 	}
 	reg := telemetry.NewRegistry()
 	return &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg)}, nil
+}
+
+// queueMetrics returns the process's queue metrics, registering them on first use.
+func (p *process) queueMetrics() *telemetry.QueueMetrics {
+	if p.queue == nil {
+		p.queue = telemetry.NewQueueMetrics(p.reg)
+	}
+	return p.queue
 }
 
 // check adds a readiness check.

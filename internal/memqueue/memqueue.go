@@ -75,6 +75,9 @@ type Config struct {
 	MaxDeadLetters int
 	// Logger receives the votes dead-lettered for too many deliveries (the worker logs
 	// the ones it dead-letters itself); nil discards them.
+	// OnDeadLetter, when set, is called for each vote the queue itself moves to the dead
+	// letters (kind voting.DeadMaxDeliveries), for metrics.
+	OnDeadLetter func(kind string)
 	Logger *slog.Logger
 }
 
@@ -90,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeadLetters <= 0 {
 		c.MaxDeadLetters = DefaultMaxDeadLetters
+	}
+	if c.OnDeadLetter == nil {
+		c.OnDeadLetter = func(string) {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -236,20 +242,13 @@ func (q *Queue) DeadLetters(n int) []voting.DeadLetter {
 	return slices.Clone(d)
 }
 
-// Stats is a snapshot of the queue for metrics.
-type Stats struct {
-	Length           int64         // votes waiting or being handled
-	Pending          int64         // votes delivered and not yet acknowledged
-	OldestPendingAge time.Duration // since the oldest pending vote was published; 0 when none
-	DeadLetters      int64         // dead letters kept
-}
 
 // Stats returns a snapshot of the queue. The error is always nil; it is there so that both
 // queues can be read the same way.
-func (q *Queue) Stats(context.Context) (Stats, error) {
+func (q *Queue) Stats(context.Context) (voting.QueueStats, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{
+	s := voting.QueueStats{
 		Length:      int64(len(q.ready) + len(q.pending)),
 		Pending:     int64(len(q.pending)),
 		DeadLetters: int64(len(q.dead)),
@@ -363,6 +362,7 @@ func (q *Queue) reclaimLocked(c *consumer, now time.Time, max int, ds *[]voting.
 			reason := fmt.Sprintf("delivered %d times without success", e.attempts)
 			q.deadLetterLocked(e, reason)
 			q.cfg.Logger.Warn("vote dead-lettered", "message_id", e.id, "reason", reason, "consumer", c.name)
+			q.cfg.OnDeadLetter(voting.DeadMaxDeliveries)
 			freed = true
 			continue
 		}

@@ -85,6 +85,9 @@ type Config struct {
 	MaxDeliveries int
 	// Logger receives the dead-lettering of undecodable entries and background errors;
 	// nil discards them.
+	// OnDeadLetter, when set, is called for each message the queue itself moves to the dead
+	// letters (kind voting.DeadUndecodable or voting.DeadMaxDeliveries), for metrics.
+	OnDeadLetter func(kind string)
 	Logger *slog.Logger
 }
 
@@ -106,6 +109,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxDeliveries == 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.OnDeadLetter == nil {
+		c.OnDeadLetter = func(string) {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -259,30 +265,17 @@ func (q *Queue) DeadLetters(ctx context.Context, n int) ([]voting.DeadLetter, er
 	return dls, nil
 }
 
-// Stats is a snapshot of the queue for metrics and operators.
-type Stats struct {
-	// Length is the number of votes in the stream: not yet delivered, or delivered and
-	// not yet acknowledged (acknowledged ones are deleted).
-	Length int64
-	// Pending is the number of votes delivered and not yet acknowledged.
-	Pending int64
-	// OldestPendingAge is how long ago the oldest pending vote was published (from its
-	// entry id, so by Redis's clock against ours); 0 when nothing is pending.
-	OldestPendingAge time.Duration
-	// DeadLetters is the length of the dead-letter stream.
-	DeadLetters int64
-}
 
 // Stats reads the queue's state in one round trip.
-func (q *Queue) Stats(ctx context.Context) (Stats, error) {
+func (q *Queue) Stats(ctx context.Context) (voting.QueueStats, error) {
 	pipe := q.client.Pipeline()
 	length := pipe.XLen(ctx, q.cfg.Stream)
 	pending := pipe.XPending(ctx, q.cfg.Stream, q.cfg.Group)
 	dead := pipe.XLen(ctx, q.cfg.DeadLetterStream)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return Stats{}, q.fail(ctx, "stats", err)
+		return voting.QueueStats{}, q.fail(ctx, "stats", err)
 	}
-	s := Stats{Length: length.Val(), Pending: pending.Val().Count, DeadLetters: dead.Val()}
+	s := voting.QueueStats{Length: length.Val(), Pending: pending.Val().Count, DeadLetters: dead.Val()}
 	if s.Pending > 0 {
 		if ms, ok := idTime(pending.Val().Lower); ok {
 			s.OldestPendingAge = max(0, time.Since(time.UnixMilli(ms)))
@@ -460,7 +453,7 @@ func (c *consumer) readNew(ctx context.Context, max int) ([]voting.Delivery, err
 	return c.deliveries(ctx, msgs, nil), nil
 }
 
-type deadEntry struct{ id, body, reason string }
+type deadEntry struct{ id, body, reason, kind string }
 
 // deliveries turns entries into deliveries and records them as outstanding. attempts is
 // nil for first deliveries. Entries that cannot be delivered (undecodable, or delivered too
@@ -488,15 +481,15 @@ func (c *consumer) deliveries(ctx context.Context, msgs []redis.XMessage, attemp
 		body, ok := m.Values[Field].(string)
 		switch {
 		case !ok:
-			dead = append(dead, deadEntry{m.ID, fmt.Sprint(m.Values), fmt.Sprintf("entry has no %q field", Field)})
+			dead = append(dead, deadEntry{m.ID, fmt.Sprint(m.Values), fmt.Sprintf("entry has no %q field", Field), voting.DeadUndecodable})
 			continue
 		case n > c.q.cfg.MaxDeliveries:
-			dead = append(dead, deadEntry{m.ID, body, fmt.Sprintf("delivered %d times without success", n-1)})
+			dead = append(dead, deadEntry{m.ID, body, fmt.Sprintf("delivered %d times without success", n-1), voting.DeadMaxDeliveries})
 			continue
 		}
 		v, err := voting.DecodeMessage([]byte(body))
 		if err != nil {
-			dead = append(dead, deadEntry{m.ID, body, err.Error()})
+			dead = append(dead, deadEntry{m.ID, body, err.Error(), voting.DeadUndecodable})
 			continue
 		}
 		ds = append(ds, voting.Delivery{ID: m.ID, Vote: v, Attempts: n})
@@ -514,6 +507,7 @@ func (c *consumer) deliveries(ctx context.Context, msgs []redis.XMessage, attemp
 		} else {
 			for _, d := range dead {
 				c.q.log.Warn("entry dead-lettered", "message_id", d.id, "reason", d.reason, "consumer", c.name)
+				c.q.cfg.OnDeadLetter(d.kind)
 			}
 		}
 	}
@@ -579,7 +573,7 @@ func (c *consumer) DeadLetter(ctx context.Context, d voting.Delivery, reason str
 	if !ok {
 		body = string(voting.EncodeMessage(d.Vote))
 	}
-	if err := c.deadLetter(ctx, []deadEntry{{d.ID, body, reason}}); err != nil {
+	if err := c.deadLetter(ctx, []deadEntry{{d.ID, body, reason, ""}}); err != nil {
 		return c.q.fail(ctx, "dead-letter", err)
 	}
 	return nil

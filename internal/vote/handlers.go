@@ -112,6 +112,7 @@ func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (v
 	v := voting.Vote{VoterID: id, Option: option, At: voting.Now()}
 	if err := s.pub.Publish(r.Context(), v); err != nil {
 		// Whatever the queue's error, the vote was not taken: the client should retry.
+		s.publishErrors.Inc()
 		return voting.Vote{}, fmt.Errorf("publish vote: %w: %w", voting.ErrUnavailable, err)
 	}
 	s.accepted.WithLabelValues(option).Inc()

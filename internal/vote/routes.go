@@ -16,5 +16,13 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/vote", s.handleAPI)
 	mux.HandleFunc("GET /api/options", s.serveOptions)
 	mux.Handle("GET /static/", s.static)
-	return mux
+
+	// Browsers' cross-site POSTs are refused (by Sec-Fetch-Site or Origin), so another site
+	// cannot make a visitor vote; clients that send neither, like curl and ab, pass.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.rejected.WithLabelValues("cross_origin").Inc()
+		http.Error(w, "cross-origin request refused: vote from the voting page", http.StatusForbidden)
+	}))
+	return cop.Handler(mux)
 }

@@ -35,8 +35,9 @@ type Service struct {
 	page   *template.Template
 	static *web.Static
 
-	accepted *prometheus.CounterVec
-	rejected *prometheus.CounterVec
+	accepted      *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	publishErrors prometheus.Counter
 }
 
 // New returns the service. It parses the embedded page template and registers its metrics.
@@ -64,13 +65,20 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 		}, []string{"option"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voting_votes_rejected_total",
-			Help: "Votes refused, by reason (invalid, too_large, unavailable, error).",
+			Help: "Votes refused, by reason (invalid, too_large, cross_origin, unavailable, error).",
 		}, []string{"reason"}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_queue_publish_errors_total",
+			Help: "Votes that could not be put on the queue (answered 503).",
+		}),
 	}
 	for _, o := range cfg.Options {
 		s.accepted.WithLabelValues(o.ID) // so every option shows in /metrics from the start
 	}
-	reg.MustRegister(s.accepted, s.rejected)
+	for _, r := range []string{"invalid", "too_large", "cross_origin", "unavailable", "error"} {
+		s.rejected.WithLabelValues(r)
+	}
+	reg.MustRegister(s.accepted, s.rejected, s.publishErrors)
 	return s, nil
 }
 

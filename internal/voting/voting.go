@@ -96,11 +96,32 @@ type Delivery struct {
 	Attempts int // how many times the message has been delivered, 1 the first time
 }
 
+// Kinds of dead letters, for metrics: why a message left the queue unhandled.
+const (
+	DeadUndecodable   = "undecodable"    // not a vote
+	DeadMaxDeliveries = "max_deliveries" // delivered too often without being acknowledged
+	DeadStoreRefused  = "store_refused"  // the store refused the vote itself
+)
+
 // DeadLetter is a message that was taken off the queue because it could not be handled.
 type DeadLetter struct {
 	ID     string // id of the original message
 	Body   string // the original message, as received
 	Reason string
+}
+
+// QueueStats describes a queue's backlog, for metrics and operators.
+type QueueStats struct {
+	// Length is the number of votes not yet acknowledged: waiting, or delivered and not
+	// yet acknowledged.
+	Length int64
+	// Pending is the number of votes delivered and not yet acknowledged.
+	Pending int64
+	// OldestPendingAge is how long ago the oldest pending vote was published; 0 when
+	// nothing is pending. It is the consumer lag.
+	OldestPendingAge time.Duration
+	// DeadLetters is the number of dead letters kept.
+	DeadLetters int64
 }
 
 // Publisher puts a vote on the queue. When Publish returns nil the vote is in the queue.

@@ -22,6 +22,9 @@ type Config struct {
 	// StopTimeout is how long a batch in flight may keep retrying after the worker was told
 	// to stop. Past it the batch is left unacknowledged and another worker takes it.
 	StopTimeout time.Duration
+	// OnDeadLetter, when set, is called for each vote the worker dead-letters, with the
+	// kind voting.DeadStoreRefused, for metrics.
+	OnDeadLetter func(kind string)
 }
 
 // Worker consumes votes and records them.
@@ -32,7 +35,6 @@ type Worker struct {
 	log      *slog.Logger
 
 	processed    prometheus.Counter
-	deadLettered prometheus.Counter
 	storeErrors  prometheus.Counter
 	batchSize    prometheus.Histogram
 	writeTime    prometheus.Histogram
@@ -44,6 +46,9 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
+	if cfg.OnDeadLetter == nil {
+		cfg.OnDeadLetter = func(string) {}
+	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
@@ -52,10 +57,6 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 		processed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_votes_processed_total",
 			Help: "Votes recorded in the store and acknowledged.",
-		}),
-		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "voting_votes_dead_lettered_total",
-			Help: "Votes the worker moved to the dead letters because the store refused them.",
 		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_store_errors_total",
@@ -77,7 +78,7 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}),
 	}
-	reg.MustRegister(w.processed, w.deadLettered, w.storeErrors, w.batchSize, w.writeTime, w.lag)
+	reg.MustRegister(w.processed, w.storeErrors, w.batchSize, w.writeTime, w.lag)
 	return w
 }
 
@@ -174,7 +175,7 @@ func (w *Worker) recordEach(ctx context.Context, ds []voting.Delivery) {
 				w.log.Error("dead-letter vote", "message_id", d.ID, "err", derr)
 				continue
 			}
-			w.deadLettered.Inc()
+			w.cfg.OnDeadLetter(voting.DeadStoreRefused)
 			w.log.Warn("vote dead-lettered", "message_id", d.ID, "reason", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/sqlitestore"
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/worker"
 )
@@ -49,7 +50,8 @@ func setup(t *testing.T, st *flakyStore) (*memqueue.Queue, *prometheus.Registry,
 	st.Store = lite
 	q := memqueue.New(memqueue.Config{})
 	reg := prometheus.NewRegistry()
-	w := worker.New(worker.Config{BatchSize: 50, StopTimeout: time.Second}, q.Consumer("w"), st, slog.New(slog.DiscardHandler), reg)
+	qm := telemetry.NewQueueMetrics(reg)
+	w := worker.New(worker.Config{BatchSize: 50, StopTimeout: time.Second, OnDeadLetter: qm.DeadLettered}, q.Consumer("w"), st, slog.New(slog.DiscardHandler), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -152,7 +154,7 @@ func TestStopFinishesTheBatch(t *testing.T) {
 	}
 }
 
-// counter returns the value of a counter of the registry.
+// counter returns the value of a counter of the registry, summed over its labels.
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -161,7 +163,11 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
 		}
 	}
 	t.Fatalf("no metric %s", name)
