@@ -91,6 +91,7 @@ type app struct {
 
 func startApp(t *testing.T) *app {
 	t.Helper()
+	requireBrowser(t) // the binary is built only when there is a browser to test it with
 	a := &app{t: t, dataDir: t.TempDir(), logs: &syncBuffer{}}
 	a.voteAddr, a.resultAddr, a.adm = freeAddr(t), freeAddr(t), freeAddr(t)
 	a.start()

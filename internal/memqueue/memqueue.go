@@ -78,7 +78,7 @@ type Config struct {
 	// OnDeadLetter, when set, is called for each vote the queue itself moves to the dead
 	// letters (kind voting.DeadMaxDeliveries), for metrics.
 	OnDeadLetter func(kind string)
-	Logger *slog.Logger
+	Logger       *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -241,7 +241,6 @@ func (q *Queue) DeadLetters(n int) []voting.DeadLetter {
 	}
 	return slices.Clone(d)
 }
-
 
 // Stats returns a snapshot of the queue. The error is always nil; it is there so that both
 // queues can be read the same way.

@@ -88,7 +88,7 @@ type Config struct {
 	// OnDeadLetter, when set, is called for each message the queue itself moves to the dead
 	// letters (kind voting.DeadUndecodable or voting.DeadMaxDeliveries), for metrics.
 	OnDeadLetter func(kind string)
-	Logger *slog.Logger
+	Logger       *slog.Logger
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -264,7 +264,6 @@ func (q *Queue) DeadLetters(ctx context.Context, n int) ([]voting.DeadLetter, er
 	}
 	return dls, nil
 }
-
 
 // Stats reads the queue's state in one round trip.
 func (q *Queue) Stats(ctx context.Context) (voting.QueueStats, error) {

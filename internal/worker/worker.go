@@ -34,11 +34,11 @@ type Worker struct {
 	rec      voting.Recorder
 	log      *slog.Logger
 
-	processed    prometheus.Counter
-	storeErrors  prometheus.Counter
-	batchSize    prometheus.Histogram
-	writeTime    prometheus.Histogram
-	lag          prometheus.Histogram
+	processed   prometheus.Counter
+	storeErrors prometheus.Counter
+	batchSize   prometheus.Histogram
+	writeTime   prometheus.Histogram
+	lag         prometheus.Histogram
 }
 
 // New returns a worker; Run starts it.
