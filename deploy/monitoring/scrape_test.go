@@ -1,0 +1,290 @@
+package monitoring
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// repoRoot is the voting module, two levels up.
+const repoRoot = "../.."
+
+// TestMetricsExistInScrape runs the real binary (`voting all` on the embedded store and queue),
+// casts votes including a refused one, scrapes /metrics and checks that every metric read by
+// the rules and the dashboard is there: a query of a metric that does not exist returns no data
+// and an alert on it never fires, which no parser can catch.
+func TestMetricsExistInScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the app")
+	}
+	families := scrapeRunningApp(t)
+
+	wanted := map[string][]string{} // metric -> where it is read
+	for _, g := range loadRules(t).Groups {
+		for _, r := range g.Rules {
+			where := "rule " + r.Record + r.Alert
+			if e := parseExpr(t, where, r.Expr); e != nil {
+				for _, n := range metricNames(t, where, e) {
+					wanted[n] = append(wanted[n], where)
+				}
+			}
+		}
+	}
+	_, qs := loadDashboard(t)
+	for _, q := range qs {
+		if e := parseExpr(t, q.where, substitute(q.expr)); e != nil {
+			for _, n := range metricNames(t, q.where, e) {
+				wanted[n] = append(wanted[n], "dashboard "+q.where)
+			}
+		}
+	}
+
+	var missing []string
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range wanted {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		if isRecorded(name) {
+			continue // defined by a recording rule; TestRulesParse checks that
+		}
+		if !exposed(families, name) {
+			missing = append(missing, name)
+			t.Errorf("%s is not in the scrape; read by %s", name, strings.Join(slices.Compact(wanted[name]), ", "))
+		}
+	}
+	if len(missing) > 0 {
+		t.Logf("missing from the scrape: %s", strings.Join(missing, " "))
+	}
+}
+
+// exposed reports whether the scrape has the metric: a family of that name, or for the
+// _bucket, _sum and _count series of a histogram (and _sum, _count of a summary) the family of
+// the base name with that type.
+func exposed(families map[string]*dto.MetricFamily, name string) bool {
+	if _, ok := families[name]; ok {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok {
+			continue
+		}
+		f, ok := families[base]
+		if !ok {
+			return false
+		}
+		switch f.GetType() {
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			return true
+		case dto.MetricType_SUMMARY:
+			return suffix != "_bucket"
+		}
+	}
+	return false
+}
+
+// TestExposedHistogramSeries checks exposed's suffix handling on a scrape made up here.
+func TestExposedHistogramSeries(t *testing.T) {
+	fams := parseScrape(t, []byte(`# TYPE h histogram
+h_bucket{le="+Inf"} 1
+h_sum 1
+h_count 1
+# TYPE c counter
+c_total 1
+`))
+	for name, want := range map[string]bool{
+		"h_bucket": true, "h_sum": true, "h_count": true, "h": true, "c_total": true,
+		"c_total_bucket": false, "c_bucket": false, "x": false, "h_total": false,
+	} {
+		if got := exposed(fams, name); got != want {
+			t.Errorf("exposed(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func parseScrape(t *testing.T, b []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v", err)
+	}
+	return fams
+}
+
+// scrapeRunningApp builds cmd/voting, runs `voting all` on free loopback ports with a
+// throwaway data directory, waits until it is ready, casts two good votes (form and JSON) and
+// one refused vote, reads the results, and returns the parsed /metrics of the admin port.
+func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "voting")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/voting")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/voting: %v\n%s", err, out)
+	}
+
+	ports := freePorts(t, 3)
+	vote, result, admin := "http://"+ports[0], "http://"+ports[1], "http://"+ports[2]
+	var logs syncBuffer
+	cmd := exec.Command(bin, "all",
+		"--data-dir="+filepath.Join(dir, "data"),
+		"--vote-addr="+ports[0], "--result-addr="+ports[1], "--admin-addr="+ports[2],
+		"--log-format=text", "--log-level=debug")
+	cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("voting all output:\n%s", logs.String())
+		}
+	})
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get(admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("voting all exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("voting all not ready after 30s\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	expect := func(resp *http.Response, err error, want int, what string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s: %s, want %d", what, resp.Status, want)
+		}
+	}
+	resp, err := client.Get(vote + "/")
+	expect(resp, err, http.StatusOK, "GET vote /")
+	resp, err = client.PostForm(vote+"/", url.Values{"vote": {"a"}})
+	expect(resp, err, http.StatusOK, "POST vote / vote=a")
+	resp, err = client.Post(vote+"/api/vote", "application/json", strings.NewReader(`{"vote":"b"}`))
+	expect(resp, err, http.StatusAccepted, "POST vote /api/vote b")
+	resp, err = client.PostForm(vote+"/", url.Values{"vote": {"zzz"}})
+	expect(resp, err, http.StatusBadRequest, "POST vote / vote=zzz")
+
+	// Wait until the worker has recorded both votes, so the worker's and result's series have
+	// seen traffic too.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(result + "/api/results")
+		if err != nil {
+			t.Fatalf("GET result /api/results: %v", err)
+		}
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(body.String(), `"total":2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results never showed both votes: %s %s", resp.Status, body.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	var scrape bytes.Buffer
+	if _, err := scrape.ReadFrom(resp.Body); err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s", resp.Status)
+	}
+	return parseScrape(t, scrape.Bytes())
+}
+
+// freePorts returns n loopback addresses that were free a moment ago. The app gets fixed
+// ports rather than :0 so that the test needs nothing from its logs.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return addrs
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ fmt.Stringer = (*syncBuffer)(nil)
