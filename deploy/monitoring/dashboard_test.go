@@ -33,10 +33,10 @@ type dashboard struct {
 }
 
 type panel struct {
-	ID         int         `json:"id"`
-	Type       string      `json:"type"`
-	Title      string      `json:"title"`
-	Datasource *datasource `json:"datasource"`
+	ID         int                      `json:"id"`
+	Type       string                   `json:"type"`
+	Title      string                   `json:"title"`
+	Datasource *datasource              `json:"datasource"`
 	GridPos    struct{ H, W, X, Y int } `json:"gridPos"`
 	Targets    []struct {
 		Expr       string      `json:"expr"`

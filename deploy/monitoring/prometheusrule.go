@@ -21,6 +21,7 @@ apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
   name: voting
+  namespace: voting
   labels:
     app.kubernetes.io/name: voting
     app.kubernetes.io/component: monitoring
