@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +92,21 @@ func waitFor(t *testing.T, tab context.Context, what, expr string, timeout time.
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(timeout)))
 	if err != nil {
 		t.Fatalf("waiting %s for %s: %v", timeout, what, err)
+	}
+}
+
+// eventually evaluates expr on the tab until it is true. Unlike waitFor it needs no script
+// of the page's own, so it works on a tab with JavaScript disabled, and it sees changes
+// that are not DOM mutations, such as the end of a CSS transition.
+func eventually(t *testing.T, tab context.Context, what, expr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !eval[bool](t, tab, expr) {
+		if time.Now().After(deadline) {
+			t.Errorf("waited %s for %s", timeout, what)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -288,5 +302,3 @@ func screenshot(t *testing.T, tab context.Context, name string) {
 	}
 	t.Logf("screenshot %s", p)
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,10 +46,20 @@ func checkMarked(t *testing.T, vote context.Context, choice, label string) {
 			t.Fatal(err)
 		}
 		chosen := strings.Contains(" "+attrs["class"]+" ", " chosen ")
-		if want := id == choice; chosen != want || attrs["aria-pressed"] != map[bool]string{true: "true", false: "false"}[want] {
+		if want := id == choice; chosen != want || attrs["aria-pressed"] != strconv.FormatBool(want) {
 			t.Errorf("vote page: %s has class %q aria-pressed=%q, want chosen=%v", sel, attrs["class"], attrs["aria-pressed"], want)
 		}
 	}
+	// The other options step back: a background unlike the choice's and unlike a card's
+	// (checked until the colour transition is over).
+	eventually(t, vote, "the options other than "+label+" to be dimmed", `(() => {
+  const form = document.getElementById("ballot");
+  const bg = (e) => getComputedStyle(e).backgroundColor;
+  const chosen = form.querySelector(".option.chosen");
+  const others = [...form.querySelectorAll(".option:not(.chosen)")];
+  return form.classList.contains("voted") && others.length > 0 &&
+    others.every((o) => bg(o) !== bg(chosen) && bg(o) !== "rgb(255, 255, 255)");
+})()`, 2*time.Second)
 	if got, want := text(t, vote, "#status"), "You voted for "+label+"."; !strings.HasPrefix(got, want) {
 		t.Errorf("vote page status: got %q, want it to start with %q", got, want)
 	}
@@ -243,7 +254,7 @@ func TestScreenshots(t *testing.T) {
 			name string
 			tab  context.Context
 		}{{"vote", vote}, {"result", res}} {
-			do(t, p.tab, setViewport(v.w, v.h, v.mobile), chromedp.Sleep(600*time.Millisecond))
+			do(t, p.tab, setViewport(v.w, v.h, v.mobile), chromedp.Sleep(300*time.Millisecond))
 			if bad := eval[[]string](t, p.tab, layoutExpr); len(bad) > 0 {
 				t.Errorf("%s page at %s size: %s", p.name, v.name, strings.Join(bad, "; "))
 			}
