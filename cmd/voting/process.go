@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/web"
@@ -24,6 +25,7 @@ type process struct {
 	reg     *prometheus.Registry
 	metrics *web.Metrics
 	queue   *telemetry.QueueMetrics // nil in processes without a queue
+	tracer  trace.TracerProvider
 	checks  []web.Check
 
 	servers []*server
@@ -40,14 +42,38 @@ type server struct {
 	ln   net.Listener
 }
 
-// newProcess builds the logger and the metrics registry of a service.
-func newProcess(service string, opts common, env *cmdEnv) (*process, error) {
+// newProcess builds the logger, the metrics registry and the tracer provider of a service.
+func newProcess(ctx context.Context, service string, opts common, env *cmdEnv) (*process, error) {
 	log, err := telemetry.NewLogger(env.stderr, opts.logLevel, opts.logFormat, service)
 	if err != nil {
 		return nil, err
 	}
 	reg := telemetry.NewRegistry()
-	return &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg)}, nil
+	tp, stopTracing, err := telemetry.NewTracerProvider(ctx, env.getenv, service)
+	if err != nil {
+		return nil, err
+	}
+	if env.tracing != nil {
+		tp = env.tracing
+	}
+	p := &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg), tracer: tp}
+	p.onClose(func() {
+		// Flush the spans still buffered; an unreachable collector must not hold up exit.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	})
+	if telemetry.TracingEnabled(env.getenv) {
+		log.Info("tracing on")
+	}
+	return p, nil
+}
+
+// tracerFor returns the tracer of a package of this module.
+func (p *process) tracerFor(pkg string) trace.Tracer {
+	return p.tracer.Tracer("github.com/votingapp/voting/internal/" + pkg)
 }
 
 // queueMetrics returns the process's queue metrics, registering them on first use.
@@ -66,7 +92,7 @@ func (p *process) check(name string, f func(context.Context) error) {
 // serve adds a public web server for h, with the middleware every public route gets. It
 // listens at once, so a port in use fails the start.
 func (p *process) serve(name, addr string, h http.Handler) error {
-	h = web.Instrument(name, p.log, p.metrics, web.SecurityHeaders(h))
+	h = web.Instrument(name, p.log, p.metrics, p.tracerFor("web"), web.SecurityHeaders(h))
 	return p.listen(name, addr, h)
 }
 

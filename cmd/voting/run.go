@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // command is one subcommand: its one-line summary and the function that runs it.
@@ -20,6 +22,9 @@ type cmdEnv struct {
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
+	// tracing, when set, replaces the tracer provider the OTEL_* variables would make, so
+	// a test can see the spans.
+	tracing trace.TracerProvider
 }
 
 func commands() map[string]command {

@@ -102,7 +102,7 @@ func runVote(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := requireURL("vote", "redis-url", s.redisURL, "the Redis queue"); err != nil {
 		return err
 	}
-	p, err := newProcess("vote", s.common, env)
+	p, err := newProcess(ctx, "vote", s.common, env)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := requireURL("worker", "postgres-url", s.postgresURL, "the PostgreSQL store"); err != nil {
 		return err
 	}
-	p, err := newProcess("worker", s.common, env)
+	p, err := newProcess(ctx, "worker", s.common, env)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func runResult(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := requireURL("result", "postgres-url", s.postgresURL, "the PostgreSQL store"); err != nil {
 		return err
 	}
-	p, err := newProcess("result", s.common, env)
+	p, err := newProcess(ctx, "result", s.common, env)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := newProcess("all", s.common, env)
+	p, err := newProcess(ctx, "all", s.common, env)
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queu
 }
 
 func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error {
-	svc, err := vote.New(vote.Config{Options: s.pollOptions(env), Instance: instance()}, pub, p.log, p.reg)
+	svc, err := vote.New(vote.Config{Options: s.pollOptions(env), Instance: instance(), Tracer: p.tracerFor("vote")}, pub, p.log, p.reg)
 	if err != nil {
 		return err
 	}
@@ -286,8 +286,8 @@ func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error 
 }
 
 func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder) {
-	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout, OnDeadLetter: p.queueMetrics().DeadLettered},
-		c, rec, p.log, p.reg)
+	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout, OnDeadLetter: p.queueMetrics().DeadLettered,
+		Tracer: p.tracerFor("worker")}, c, rec, p.log, p.reg)
 	p.onClose(func() { c.Close() })
 	p.loop(w.Run)
 }

@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"net/http"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
 )
@@ -109,8 +114,12 @@ func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (v
 		return voting.Vote{}, voting.ErrInvalidOption
 	}
 	id, _ := voterID(r)
-	v := voting.Vote{VoterID: id, Option: option, At: voting.Now()}
-	if err := s.pub.Publish(r.Context(), v); err != nil {
+	ctx, span := s.cfg.Tracer.Start(r.Context(), "publish vote", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("voting.option", option)))
+	defer span.End()
+	v := voting.Vote{VoterID: id, Option: option, At: voting.Now(), TraceParent: telemetry.InjectTraceParent(ctx)}
+	if err := s.pub.Publish(ctx, v); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		// Whatever the queue's error, the vote was not taken: the client should retry.
 		s.publishErrors.Inc()
 		return voting.Vote{}, fmt.Errorf("publish vote: %w: %w", voting.ErrUnavailable, err)

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
@@ -25,6 +27,8 @@ type Config struct {
 	// Instance names the process on the page, as the original shows the container id, so
 	// a person can see load balancing at work.
 	Instance string
+	// Tracer makes the publish span; nil means no tracing.
+	Tracer trace.Tracer
 }
 
 // Service is the vote web service.
@@ -44,6 +48,9 @@ type Service struct {
 func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if len(cfg.Options) < 2 {
 		return nil, fmt.Errorf("vote: want at least 2 options, got %d", len(cfg.Options))
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	sub, err := fs.Sub(assetsFS, "assets/static")
 	if err != nil {

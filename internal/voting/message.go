@@ -22,7 +22,7 @@ type message struct {
 
 // EncodeMessage returns the queue message for v.
 func EncodeMessage(v Vote) []byte {
-	b, _ := json.Marshal(message{VoterID: v.VoterID, Vote: v.Option, At: v.At.UTC().Format(time.RFC3339Nano)})
+	b, _ := json.Marshal(message{VoterID: v.VoterID, Vote: v.Option, At: v.At.UTC().Format(time.RFC3339Nano), TraceParent: v.TraceParent})
 	return b
 }
 
@@ -44,7 +44,13 @@ func DecodeMessage(b []byte) (Vote, error) {
 	if err != nil {
 		return Vote{}, fmt.Errorf("decode message: at: %w", err)
 	}
-	v := Vote{VoterID: m.VoterID, Option: m.Vote, At: at.UTC().Truncate(TimePrecision)}
+	// A trace context is only carried along; one that is not sane is dropped rather than
+	// failing a good vote.
+	tp := m.TraceParent
+	if len(tp) > 128 {
+		tp = ""
+	}
+	v := Vote{VoterID: m.VoterID, Option: m.Vote, At: at.UTC().Truncate(TimePrecision), TraceParent: tp}
 	if err := v.Validate(); err != nil {
 		return Vote{}, fmt.Errorf("decode message: %w", err)
 	}

@@ -16,6 +16,9 @@ type Vote struct {
 	VoterID string    `json:"voter_id"`
 	Option  string    `json:"vote"`
 	At      time.Time `json:"at"`
+	// TraceParent is the W3C trace context of the request that cast the vote, "" when
+	// tracing is off. It travels in the queue message so the worker's spans join the trace.
+	TraceParent string `json:"-"`
 }
 
 // Newer reports whether v should replace stored. Votes are ordered by time, then by option id,

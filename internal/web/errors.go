@@ -32,7 +32,7 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, 
 	status, msg := ErrorStatus(err)
 	if status >= 500 {
 		id := RequestID(r.Context())
-		log.Error("request failed", "route", r.Pattern, "status", status, "request_id", id, "err", err)
+		log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "status", status, "err", err)
 		msg += " (request id " + id + ")"
 	}
 	if status == http.StatusServiceUnavailable {

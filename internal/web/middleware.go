@@ -11,6 +11,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/votingapp/voting/internal/telemetry"
 )
 
 // Metrics are the RED metrics of the public HTTP servers, labelled by server, route pattern,
@@ -39,21 +45,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
 // RequestID returns the id given to the request by Instrument, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return telemetry.RequestID(ctx) }
 
 // Instrument wraps a service's handler with what every public route needs, outermost first:
 // a request id (taken from X-Request-Id when it is sane, so a proxy's id carries through),
-// panic recovery (a 500 and one log line instead of a dropped connection), a debug log line
-// per request, and the metrics.
-func Instrument(server string, log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
+// a server span (continuing the caller's trace when it sends a traceparent), panic recovery
+// (a 500 and one log line instead of a dropped connection), a debug log line per request, and
+// the metrics. Only the public servers are instrumented: probes and scrapes on the admin
+// listener make no spans and no log lines.
+func Instrument(server string, log *slog.Logger, m *Metrics, tracer trace.Tracer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -61,14 +62,16 @@ func Instrument(server string, log *slog.Logger, m *Metrics, next http.Handler) 
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(telemetry.WithRequestID(ctx, id), r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				log.Error("panic serving request", "route", r.Pattern, "request_id", id, "panic", p, "stack", string(debug.Stack()))
+				log.ErrorContext(ctx, "panic serving request", "route", r.Pattern, "panic", p, "stack", string(debug.Stack()))
 				if !sw.wrote {
 					http.Error(sw, "internal error (request id "+id+")", http.StatusInternalServerError)
 				}
@@ -78,9 +81,17 @@ func Instrument(server string, log *slog.Logger, m *Metrics, next http.Handler) 
 				route = "unmatched"
 			}
 			d := time.Since(start)
-			m.requests.WithLabelValues(server, route, r.Method, strconv.Itoa(sw.code())).Inc()
+			code := sw.code()
+			m.requests.WithLabelValues(server, route, r.Method, strconv.Itoa(code)).Inc()
 			m.duration.WithLabelValues(server, route).Observe(d.Seconds())
-			log.Debug("request", "route", route, "method", r.Method, "status", sw.code(), "duration", d, "request_id", id)
+			log.DebugContext(ctx, "request", "route", route, "method", r.Method, "status", code, "duration", d)
+			span.SetName(route)
+			span.SetAttributes(attribute.String("http.route", route), attribute.String("http.request.method", r.Method),
+				attribute.Int("http.response.status_code", code))
+			if code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(code))
+			}
+			span.End()
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -10,7 +10,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -25,6 +30,8 @@ type Config struct {
 	// OnDeadLetter, when set, is called for each vote the worker dead-letters, with the
 	// kind voting.DeadStoreRefused, for metrics.
 	OnDeadLetter func(kind string)
+	// Tracer makes each traced vote's spans; nil means no tracing.
+	Tracer trace.Tracer
 }
 
 // Worker consumes votes and records them.
@@ -45,6 +52,9 @@ type Worker struct {
 func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, reg prometheus.Registerer) *Worker {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if cfg.OnDeadLetter == nil {
 		cfg.OnDeadLetter = func(string) {}
@@ -147,16 +157,39 @@ func (w *Worker) record(ctx context.Context, ds []voting.Delivery) error {
 	}
 	start := time.Now()
 	err := w.rec.Record(ctx, votes)
+	now := time.Now()
+	w.trace(ds, start, now, err)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	w.writeTime.Observe(now.Sub(start).Seconds())
 	w.batchSize.Observe(float64(len(ds)))
 	for _, v := range votes {
 		w.lag.Observe(now.Sub(v.At).Seconds())
 	}
 	return nil
+}
+
+// trace adds, to the trace of each vote that carries one, the worker's span and the store
+// write it took part in, so one trace runs from the POST through the queue to the commit.
+// A batch is one transaction for many traces, so each gets a span of the same interval.
+func (w *Worker) trace(ds []voting.Delivery, start, end time.Time, err error) {
+	for _, d := range ds {
+		if d.Vote.TraceParent == "" {
+			continue
+		}
+		ctx := telemetry.ExtractTraceParent(context.Background(), d.Vote.TraceParent)
+		ctx, span := w.cfg.Tracer.Start(ctx, "record vote", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
+			trace.WithAttributes(attribute.String("messaging.message.id", d.ID), attribute.Int("voting.attempts", d.Attempts),
+				attribute.Int("messaging.batch.message_count", len(ds))))
+		_, store := w.cfg.Tracer.Start(ctx, "store record batch", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start))
+		if err != nil {
+			store.SetStatus(codes.Error, err.Error())
+			span.SetStatus(codes.Error, err.Error())
+		}
+		store.End(trace.WithTimestamp(end))
+		span.End(trace.WithTimestamp(end))
+	}
 }
 
 // recordEach records the votes of a refused batch one at a time, so one bad vote does not

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// TestOneTracePerVote: with tracing on, a vote's POST, its publish, the worker's handling
+// and the store write are spans of one trace, each the child of the one before; probe routes
+// make no spans.
+func TestOneTracePerVote(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLogWriter()
+	done := make(chan int, 1)
+	env := &cmdEnv{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: logs, tracing: tp}
+	go func() {
+		err := runAll(ctx, env, append([]string{"--data-dir=" + t.TempDir(), "--log-level=debug"}, loopback...))
+		code := 0
+		if err != nil {
+			code = 1
+		}
+		done <- code
+	}()
+	defer func() { cancel(); <-done }()
+	app := &testApp{t: t, cancel: cancel, done: done, logs: logs}
+	select {
+	case <-logs.listening("result"):
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not listening; logs:\n%s", logs)
+	}
+	<-logs.listening("vote")
+	<-logs.listening("admin")
+	app.waitReady()
+	exp.Reset()
+
+	resp, err := http.Post(app.url("vote")+"/api/vote", "application/json", strings.NewReader(`{"vote":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("vote: %s", resp.Status)
+	}
+	getResults(t, app.url("result")) // not traced: the chain below must not depend on it
+
+	want := []string{"POST /api/vote", "publish vote", "record vote", "store record batch"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		spans := exp.GetSpans()
+		byName := map[string]tracetest.SpanStub{}
+		for _, s := range spans {
+			byName[s.Name] = s
+		}
+		complete := true
+		for _, n := range want {
+			_, ok := byName[n]
+			complete = complete && ok
+		}
+		if complete {
+			for i := 1; i < len(want); i++ {
+				parent, child := byName[want[i-1]], byName[want[i]]
+				if child.SpanContext.TraceID() != parent.SpanContext.TraceID() || child.Parent.SpanID() != parent.SpanContext.SpanID() {
+					t.Errorf("span %q is not a child of %q in the same trace", want[i], want[i-1])
+				}
+			}
+			// The request's log line carries its request id and trace id.
+			if !logs.contains(`"msg":"request"`, `"route":"POST /api/vote"`, `"request_id":"`, `"trace_id":"`+byName[want[0]].SpanContext.TraceID().String()) {
+				t.Errorf("no log line of the request with its request id and trace id; logs:\n%s", logs)
+			}
+			for _, s := range spans {
+				if strings.Contains(s.Name, "readyz") || strings.Contains(s.Name, "livez") || strings.Contains(s.Name, "metrics") {
+					t.Errorf("probe route traced: %q", s.Name)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, s := range spans {
+				names = append(names, s.Name)
+			}
+			t.Fatalf("spans %v, want %v", names, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
