@@ -107,8 +107,8 @@ func (l *load) wait() *loadgen.Report {
 		l.t.Fatalf("load: %v", l.err)
 	}
 	r := l.rep
-	l.t.Logf("load: %d sent, %d accepted, %d failed %v, %d retried, %.0f votes/s, p99 %v, unsure: %d returning voters, %d new",
-		r.Sent, r.Accepted, r.Failed, r.ByStatus, r.Retried, r.Rate, r.P99.Round(time.Millisecond), len(r.Unsure), r.UnsureNew)
+	l.t.Logf("load: %d sent, %d accepted, %d failed %v, %d retried, %.0f votes/s, p99 %v, unsure: %d returning voters, %d new; first error %q",
+		r.Sent, r.Accepted, r.Failed, r.ByStatus, r.Retried, r.Rate, r.P99.Round(time.Millisecond), len(r.Unsure), r.UnsureNew, r.FirstError)
 	return r
 }
 

@@ -175,6 +175,9 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 				for pause := 50 * time.Millisecond; cfg.Retry > 0 && retryable(status, err) && time.Since(t0) < cfg.Retry && ctx.Err() == nil; pause = min(2*pause, time.Second) {
 					mu.Lock()
 					rep.Retried++
+					if rep.FirstError == "" && err != nil {
+						rep.FirstError = err.Error() // even though the retry may succeed
+					}
 					if !errors.Is(err, syscall.ECONNREFUSED) {
 						if voter == "" {
 							rep.UnsureNew++
