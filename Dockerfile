@@ -16,7 +16,9 @@ FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
 
 WORKDIR /src
 
-# Modules first, source second: a change to the code keeps the module layer cached.
+# Modules first, source second: a change to the code keeps the module layer cached. GOPROXY
+# can be passed in (--build-arg GOPROXY=...) for builds behind a module mirror.
+ARG GOPROXY
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
