@@ -124,6 +124,13 @@ func disableJavaScript() chromedp.Action[chromedp.Void] {
 	return call(emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
 }
 
+// colorScheme makes the tab's pages see prefers-color-scheme as scheme ("light" or "dark").
+func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
+	return call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+	})
+}
+
 // newVoter forgets the browser's cookies, so its next vote is a new voter's.
 func newVoter() chromedp.Action[chromedp.Void] {
 	return call(network.ClearBrowserCookies, cdp.Empty{})

@@ -141,6 +141,19 @@ func TestVoteWithJavaScript(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // let the colour transitions finish
 	checkContrast(t, vote, "vote page, after voting")
 	checkContrast(t, res, "results page, with votes")
+
+	// With the server gone, a vote fails visibly and the page keeps showing the vote that
+	// counts.
+	a.stop(syscall.SIGKILL)
+	do(t, vote, chromedp.Click(chromedp.CSS("#option-b")))
+	waitFor(t, vote, "the vote page to say the vote failed", `document.querySelector("#status .error") !== null`, 5*time.Second)
+	if got := text(t, vote, "#status"); !strings.HasPrefix(got, "Your vote was not recorded") {
+		t.Errorf("vote page after a failed vote says %q", got)
+	}
+	if got := eval[string](t, vote, `document.querySelector(".option.chosen").id`); got != "option-a" {
+		t.Errorf("after a failed vote the page marks %s, want option-a (the vote that counts)", got)
+	}
+	checkContrast(t, vote, "vote page, failed vote")
 }
 
 // TestVoteWithoutJavaScript votes on the vote page with JavaScript turned off (a plain form
@@ -220,8 +233,9 @@ func TestResultsReconnect(t *testing.T) {
 	t.Logf("live again %s after the restart began; votes after it shown in %s", back, d)
 }
 
-// TestScreenshots writes the screenshots of both pages at desktop and phone widths, after a
-// few rounds of votes so the chart has a history, and checks the phone layout.
+// TestScreenshots writes the screenshots of both pages at desktop and phone widths, light
+// and dark, after a few rounds of votes so the chart has a history, and checks the layout
+// and the contrast of each.
 func TestScreenshots(t *testing.T) {
 	a := startApp(t)
 	browser := newBrowser(t)
@@ -249,16 +263,22 @@ func TestScreenshots(t *testing.T) {
 		name   string
 		w, h   int64
 		mobile bool
-	}{{"desktop", desktopW, desktopH, false}, {"phone", phoneW, phoneH, true}} {
+		scheme string
+	}{
+		{"desktop", desktopW, desktopH, false, "light"},
+		{"phone", phoneW, phoneH, true, "light"},
+		{"desktop-dark", desktopW, desktopH, false, "dark"},
+		{"phone-dark", phoneW, phoneH, true, "dark"},
+	} {
 		for _, p := range []struct {
 			name string
 			tab  context.Context
 		}{{"vote", vote}, {"result", res}} {
-			do(t, p.tab, setViewport(v.w, v.h, v.mobile), chromedp.Sleep(300*time.Millisecond))
+			do(t, p.tab, setViewport(v.w, v.h, v.mobile), colorScheme(v.scheme), chromedp.Sleep(300*time.Millisecond))
 			if bad := eval[[]string](t, p.tab, layoutExpr); len(bad) > 0 {
 				t.Errorf("%s page at %s size: %s", p.name, v.name, strings.Join(bad, "; "))
 			}
-			checkContrast(t, p.tab, p.name+" page at "+v.name+" size")
+			checkContrast(t, p.tab, p.name+" page, "+v.name)
 			screenshot(t, p.tab, p.name+"-"+v.name+".png")
 		}
 	}

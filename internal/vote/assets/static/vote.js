@@ -49,7 +49,9 @@ document.addEventListener("DOMContentLoaded", () => {
       if (n !== sent) return;
       const span = document.createElement("span");
       span.className = "error";
-      span.textContent = `Your vote was not recorded (${err.message}). Please try again.`;
+      // fetch rejects with a TypeError when the server cannot be reached at all.
+      const why = err instanceof TypeError ? "the server could not be reached" : err.message;
+      span.textContent = `Your vote was not recorded: ${why}. Please try again.`;
       say(span);
     } finally {
       if (n === sent) {
