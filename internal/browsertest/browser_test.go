@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,13 +54,45 @@ func newBrowser(t *testing.T) context.Context {
 }
 
 // newTab opens a tab of the browser. Tabs share cookies: one browser is one voter.
+//
+// Until the test ends, an uncaught exception on the tab's pages, or a message about the
+// Content-Security-Policy refusing something, fails the test: both are bugs of the pages.
+// Network errors are not, since some tests stop the server on purpose.
 func newTab(t *testing.T, browser context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
-	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx); err != nil {
+		cancel()
 		t.Fatalf("open tab: %v", err)
 	}
+	var (
+		mu   sync.Mutex
+		bugs []string
+	)
+	done := make(chan struct{})
+	messages := chromedp.Console(ctx)
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") || strings.Contains(m.Text, "Content-Security-Policy") {
+				mu.Lock()
+				bugs = append(bugs, fmt.Sprintf("%s %s:%d: %s", m.Type, m.URL, m.Line, m.Text))
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bugs {
+			t.Errorf("browser console: %s", b)
+		}
+	})
 	return ctx
 }
 
