@@ -74,6 +74,15 @@ func TestMetricsExistInScrape(t *testing.T) {
 	if len(missing) > 0 {
 		t.Logf("missing from the scrape: %s", strings.Join(missing, " "))
 	}
+
+	// Every metric of the app is explained in the operations guide, under a heading of its
+	// own name (so it can be linked to).
+	anchors := docAnchors(t)
+	for name := range families {
+		if strings.HasPrefix(name, "voting_") && !anchors[slug(name)] {
+			t.Errorf("%s is in the scrape but has no heading in %s", name, docsPath)
+		}
+	}
 }
 
 // exposed reports whether the scrape has the metric: a family of that name, or for the
