@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
@@ -156,6 +157,43 @@ func call[P, R any](c cdp.Command[P, R], p P) chromedp.Action[chromedp.Void] {
 // disabled would; the test can still inspect the page through the protocol.
 func disableJavaScript() chromedp.Action[chromedp.Void] {
 	return call(emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+}
+
+// accessible lists what assistive technology finds on the tab's page, from the browser's
+// accessibility tree: `role "name"` for each form, button and status, with a button's
+// pressed state.
+func accessible(t *testing.T, tab context.Context) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 10*time.Second)
+	defer cancel()
+	tree, err := chromedp.Run(ctx, func(ctx context.Context, target *chromedp.Target) (accessibility.GetFullAXTreeResult, error) {
+		return cdp.Call(ctx, target, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	})
+	if err != nil {
+		t.Fatalf("accessibility tree: %v", err)
+	}
+	str := func(v *accessibility.Value) string {
+		var s string
+		if v != nil {
+			_ = json.Unmarshal([]byte(v.Value), &s) // a role or name is a JSON string
+		}
+		return s
+	}
+	var out []string
+	for _, n := range tree.Nodes {
+		role := str(n.Role)
+		if n.Ignored || (role != "form" && role != "button" && role != "status") {
+			continue
+		}
+		line := fmt.Sprintf("%s %q", role, str(n.Name))
+		for _, p := range n.Properties {
+			if p.Name == accessibility.PropertyNamePressed {
+				line += " pressed=" + strings.Trim(string(p.Value.Value), `"`)
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // colorScheme makes the tab's pages see prefers-color-scheme as scheme ("light" or "dark").

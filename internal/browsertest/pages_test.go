@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,6 +64,24 @@ func checkMarked(t *testing.T, vote context.Context, choice, label string) {
 	if got, want := text(t, vote, "#status"), "You voted for "+label+"."; !strings.HasPrefix(got, want) {
 		t.Errorf("vote page status: got %q, want it to start with %q", got, want)
 	}
+	checkAccessible(t, vote, choice)
+}
+
+// checkAccessible checks what a screen reader is told on the vote page: a form named by the
+// question, one toggle button per option named by its label and pressed for the choice, and
+// a status line, which announces the outcome of a vote.
+func checkAccessible(t *testing.T, vote context.Context, choice string) {
+	t.Helper()
+	want := []string{`form "Cats vs Dogs"`,
+		`button "Cats" pressed=` + strconv.FormatBool(choice == "a"),
+		`button "Dogs" pressed=` + strconv.FormatBool(choice == "b"),
+		`status ""`}
+	got := accessible(t, vote)
+	slices.Sort(got) // the tree's order is the browser's
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("vote page accessibility tree:\n got %q\nwant %q", got, want)
+	}
 }
 
 // TestVoteWithJavaScript votes by mouse and keyboard on the enhanced page and watches an
@@ -93,6 +112,7 @@ func TestVoteWithJavaScript(t *testing.T) {
 		t.Errorf("vote page options: got %s, want Cats/Dogs", got)
 	}
 	checkContrast(t, vote, "vote page, before voting")
+	checkAccessible(t, vote, "")
 	// A reload would lose this mark: it shows the page was enhanced in place.
 	eval[bool](t, vote, `window.stillThisPage = true`)
 
