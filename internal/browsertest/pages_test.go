@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -16,7 +18,12 @@ import (
 // openResults opens the results page on a new tab and waits until it is live.
 func openResults(t *testing.T, browser context.Context, a *app) context.Context {
 	t.Helper()
-	res := newTab(t, browser)
+	return openResultsOn(t, newTab(t, browser), a)
+}
+
+// openResultsOn opens the results page on tab and waits until it is live.
+func openResultsOn(t *testing.T, res context.Context, a *app) context.Context {
+	t.Helper()
 	do(t, res, chromedp.Navigate(a.resultURL()))
 	waitFor(t, res, "the results page to be live", `document.body.dataset.connection === "live"`, 10*time.Second)
 	if got := eval[string](t, res, `document.querySelector("#connection .text").textContent`); !strings.EqualFold(got, "live") {
@@ -221,36 +228,74 @@ func TestVoteWithoutJavaScript(t *testing.T) {
 	}
 }
 
-// TestResultsReconnect kills the server under an open results page: the page must say it
-// is reconnecting, come back by itself when the server does, and show the right numbers.
+// countSockets makes the tab's pages record the time (Unix ms) of every WebSocket they open,
+// in window.socketsOpened. It runs before the page's own scripts, through the protocol, so
+// the Content-Security-Policy does not apply to it.
+func countSockets() chromedp.Action[chromedp.Void] {
+	return call(page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+window.socketsOpened = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) { super(...args); window.socketsOpened.push(Date.now()); }
+};`})
+}
+
+// TestResultsReconnect stops the server under an open results page, first by SIGKILL (no
+// close frame, as when a node dies), then by SIGTERM (a close frame, as in a rolling
+// update). Each time the page must say it is reconnecting, retry with growing delays
+// rather than hammer the server, come back by itself when the server does, and show the
+// right numbers.
 func TestResultsReconnect(t *testing.T) {
 	a := startApp(t)
 	browser := newBrowser(t)
-	res := openResults(t, browser, a)
+	res := newTab(t, browser)
+	do(t, res, countSockets())
+	res = openResultsOn(t, res, a)
 	a.postVote("a")
-	waitShows(t, res, tally{1, 0}, time.Now())
+	w := tally{1, 0}
+	waitShows(t, res, w, time.Now())
 
-	// SIGKILL: no close frame, as when a node or pod dies.
-	a.stop(syscall.SIGKILL)
-	waitFor(t, res, "the results page to say it is reconnecting", `document.body.dataset.connection === "reconnecting"`, 5*time.Second)
-	if got := text(t, res, "#connection"); !strings.Contains(strings.ToLower(got), "reconnecting") {
-		t.Errorf("connection state says %q, want Reconnecting", got)
-	}
-	do(t, res, chromedp.Sleep(600*time.Millisecond)) // let the bars finish moving
-	screenshot(t, res, "result-reconnecting.png")
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		stopped := time.Now()
+		a.stop(sig)
+		waitFor(t, res, "the results page to say it is reconnecting", `document.body.dataset.connection === "reconnecting"`, 5*time.Second)
+		if got := text(t, res, "#connection"); !strings.Contains(strings.ToLower(got), "reconnecting") {
+			t.Errorf("after %v: connection state says %q, want Reconnecting", sig, got)
+		}
+		if sig == syscall.SIGKILL {
+			// While the server is down, the delays between attempts grow: between 0.25 s and
+			// 0.5 s, then twice that, and so on. With no backoff there would be a dozen
+			// attempts in this time, or thousands.
+			time.Sleep(time.Until(stopped.Add(2500 * time.Millisecond)))
+			attempts := eval[[]float64](t, res, fmt.Sprintf(`window.socketsOpened.filter((t) => t > %d)`, stopped.UnixMilli()))
+			var gaps []time.Duration
+			for i := 1; i < len(attempts); i++ {
+				gaps = append(gaps, time.Duration(attempts[i]-attempts[i-1])*time.Millisecond)
+			}
+			t.Logf("reconnect attempts in the 2.5 s after the server died: %d, %v apart", len(attempts), gaps)
+			if len(attempts) < 2 || len(attempts) > 4 {
+				t.Errorf("%d reconnect attempts in 2.5 s, want 2 to 4 (retries with backoff)", len(attempts))
+			}
+			for i := 1; i < len(gaps); i++ {
+				if gaps[i] < gaps[i-1]-50*time.Millisecond {
+					t.Errorf("reconnect delays %v do not grow", gaps)
+				}
+			}
+			screenshot(t, res, "result-reconnecting.png")
+		}
 
-	restarted := time.Now()
-	a.start()
-	waitFor(t, res, "the results page to be live again", `document.body.dataset.connection === "live"`, 15*time.Second)
-	back := time.Since(restarted)
-	if got := text(t, res, "#connection"); !strings.EqualFold(got, "live") {
-		t.Errorf("connection state says %q after reconnecting, want Live", got)
+		restarted := time.Now()
+		a.start()
+		waitFor(t, res, "the results page to be live again", `document.body.dataset.connection === "live"`, 15*time.Second)
+		back := time.Since(restarted)
+		if got := text(t, res, "#connection"); !strings.EqualFold(got, "live") {
+			t.Errorf("after %v: connection state says %q after reconnecting, want Live", sig, got)
+		}
+		start := time.Now()
+		a.postVote("b")
+		w.b++
+		d := waitShows(t, res, w, start)
+		t.Logf("after %v: live again %s after the restart began; a vote after it shown in %s", sig, back, d)
 	}
-	start := time.Now()
-	a.postVote("b")
-	a.postVote("b")
-	d := waitShows(t, res, tally{1, 2}, start)
-	t.Logf("live again %s after the restart began; votes after it shown in %s", back, d)
 }
 
 // TestScreenshots writes the screenshots of both pages at desktop and phone widths, light
