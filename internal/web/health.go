@@ -55,16 +55,20 @@ func NewHealth(log *slog.Logger, reg prometheus.Registerer, checks ...Check) *He
 	return h
 }
 
-// Run checks the dependencies now and then every interval until ctx is done.
+// Run checks the dependencies now and then every interval until ctx is done. While not
+// ready it checks four times as often, so a process that is starting, or whose dependency is
+// back, turns ready within a fraction of a second instead of a whole interval.
 func (h *Health) Run(ctx context.Context) error {
-	t := time.NewTicker(h.interval)
-	defer t.Stop()
 	for {
 		h.CheckNow(ctx)
+		wait := h.interval
+		if ok, _, _ := h.report(); !ok {
+			wait /= 4
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
