@@ -9,8 +9,13 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/votingapp/voting/internal/buildinfo.version=$(VERSION) -X github.com/votingapp/voting/internal/buildinfo.commit=$(COMMIT)
 TOOLS   := $(CURDIR)/.cache/bin
 GO      := scripts/go
+GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: run build test test-go lint vuln clean
+# The deployment checks live in their own Go modules, so that Helm, kustomize, compose-go
+# and Prometheus never enter the app's go.mod.
+DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
+
+.PHONY: run build test test-go test-deploy manifests e2e-apiserver screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -20,16 +25,35 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/voting ./cmd/voting
 
-## test: every check and test, with throwaway Redis and PostgreSQL on loopback
-test: lint test-go
+## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
+## headless Chromium, the deployment files, and a real kube-apiserver
+test: lint test-go test-deploy e2e-apiserver
 
+## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
-	scripts/with-servers $(GO) test -race -count=1 ./...
+	CHROMIUM=$$(scripts/ensure-chromium || true) scripts/with-servers $(GO) test -race -count=1 ./...
 
-## lint: formatting, go.mod tidiness, vet and staticcheck
+## test-deploy: compose file, Dockerfile, Kubernetes manifests, Helm chart, dashboards and alerts
+test-deploy:
+	@for m in $(DEPLOY_MODULES); do echo "== $$m"; (cd $$m && ../../$(GO) vet ./... && ../../$(GO) test -count=1 ./...) || exit 1; done
+
+## manifests: render and validate the kustomize and Helm deployments (no cluster)
+manifests:
+	cd deploy/kubetest && ../../$(GO) vet ./... && ../../$(GO) test -count=1 ./...
+
+## e2e-apiserver: every rendering applied to a real kube-apiserver (built from Go modules on first use)
+e2e-apiserver:
+	scripts/kube-apiserver-test
+
+## screenshots: refresh docs/screenshots from the browser tests
+screenshots:
+	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
+
+## lint: formatting, go.mod tidiness (every module), vet and staticcheck
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
+	@for m in $(DEPLOY_MODULES) tools/kube tools/compose; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet ./...
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(TOOLS)/staticcheck ./...
