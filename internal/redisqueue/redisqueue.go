@@ -137,6 +137,7 @@ type Queue struct {
 	block        time.Duration
 	reclaimEvery time.Duration
 	refreshEvery time.Duration
+	pipe         *pipeliner
 }
 
 var (
@@ -170,12 +171,13 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 		// Redis or a busy machine before another consumer could take an entry.
 		refreshEvery: cfg.ClaimTimeout / 4,
 	}
+	q.pipe = newPipeliner(q.client, cfg.Stream)
 	// A Redis that cannot be reached yet is not a reason to refuse to start: the service
 	// comes up not-ready (Ping fails) and works once Redis does; Receive creates the group
 	// then. Failing here would turn a Redis outage into a restart loop of every pod.
 	if err := q.ensureGroup(ctx); err != nil {
 		if !errors.Is(err, voting.ErrUnavailable) || ctx.Err() != nil {
-			q.client.Close()
+			q.Close()
 			return nil, err
 		}
 		q.log.Warn("redis not reachable yet; the consumer group will be created when it is", "err", err)
@@ -221,8 +223,7 @@ func (q *Queue) publish(ctx context.Context, body []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := q.client.XAdd(ctx, &redis.XAddArgs{Stream: q.cfg.Stream, Values: []any{Field, body}}).Err()
-	if err != nil {
+	if err := q.pipe.add(ctx, body); err != nil {
 		return q.fail(ctx, "publish", err)
 	}
 	return nil
@@ -241,7 +242,10 @@ func (q *Queue) Ping(ctx context.Context) error {
 }
 
 // Close closes the connections. Close the consumers first.
-func (q *Queue) Close() error { return q.client.Close() }
+func (q *Queue) Close() error {
+	q.pipe.close()
+	return q.client.Close()
+}
 
 // DeadLetters returns the n most recent dead letters (all of them when n <= 0), oldest
 // first.

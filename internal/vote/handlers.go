@@ -36,16 +36,27 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
-	d.Options, d.Instance = s.cfg.Options, s.cfg.Instance
-	var buf bytes.Buffer
-	if err := s.page.Execute(&buf, d); err != nil {
-		web.Error(w, r, s.log, err, false)
-		return
+	b, ok := s.pages[d.Choice]
+	if d.Error != "" || !ok {
+		var err error
+		if b, err = s.renderPage(d); err != nil {
+			web.Error(w, r, s.log, err, false)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store") // the page shows this browser's own vote
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(b)
+}
+
+func (s *Service) renderPage(d pageData) ([]byte, error) {
+	d.Options, d.Instance = s.cfg.Options, s.cfg.Instance
+	var buf bytes.Buffer
+	if err := s.page.Execute(&buf, d); err != nil {
+		return nil, fmt.Errorf("render vote page: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // handleForm takes `vote=<option id>` as a form, as the original app and its seed data

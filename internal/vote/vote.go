@@ -37,6 +37,10 @@ type Service struct {
 	pub    voting.Publisher
 	log    *slog.Logger
 	page   *template.Template
+	// pages holds the page as each choice shows it ("" before voting), rendered once:
+	// every vote is answered with one, and rendering per request was the vote path's
+	// largest cost after the queue.
+	pages map[string][]byte
 	static *web.Static
 
 	accepted      *prometheus.CounterVec
@@ -78,6 +82,12 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 			Name: "voting_queue_publish_errors_total",
 			Help: "Votes that could not be put on the queue (answered 503).",
 		}),
+	}
+	s.pages = map[string][]byte{}
+	for _, choice := range append([]string{""}, optionIDs(cfg.Options)...) {
+		if s.pages[choice], err = s.renderPage(pageData{Choice: choice}); err != nil {
+			return nil, fmt.Errorf("vote: %w", err)
+		}
 	}
 	for _, o := range cfg.Options {
 		s.accepted.WithLabelValues(o.ID) // so every option shows in /metrics from the start
@@ -125,4 +135,12 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
 // Secure, which never weakens it.
 func isHTTPS(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+func optionIDs(opts voting.Options) []string {
+	ids := make([]string, len(opts))
+	for i, o := range opts {
+		ids[i] = o.ID
+	}
+	return ids
 }
