@@ -33,14 +33,14 @@ type Config struct {
 
 // Service is the vote web service.
 type Service struct {
-	cfg    Config
-	pub    voting.Publisher
-	log    *slog.Logger
-	page   *template.Template
+	cfg  Config
+	pub  voting.Publisher
+	log  *slog.Logger
+	page *template.Template
 	// pages holds the page as each choice shows it ("" before voting), rendered once:
 	// every vote is answered with one, and rendering per request was the vote path's
 	// largest cost after the queue.
-	pages map[string][]byte
+	pages  map[string][]byte
 	static *web.Static
 
 	accepted      *prometheus.CounterVec
