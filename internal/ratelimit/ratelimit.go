@@ -1,0 +1,191 @@
+// Package ratelimit limits how often one client may vote: a token bucket per client address.
+// It is meant for public demos, where one script should not be able to flood the poll from
+// one machine; it does not stop a distributed flood, and it knows nothing about votes.
+//
+// The client's address is the connection's peer, unless the peer is a proxy the operator
+// trusts: then it is the nearest address in X-Forwarded-For that is not a trusted proxy. A
+// client can write anything into X-Forwarded-For, so the header is ignored from anyone else.
+package ratelimit
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Proxies is the set of proxies whose X-Forwarded-For is believed. The zero value trusts none.
+type Proxies struct {
+	nets []netip.Prefix
+}
+
+// ParseProxies parses a comma-separated list of addresses and CIDR prefixes, e.g.
+// "10.0.0.0/8,192.168.1.10". The empty string trusts no proxy.
+func ParseProxies(s string) (*Proxies, error) {
+	p := &Proxies{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR prefix", part)
+			}
+			part = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()).String()
+		}
+		pr, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR prefix", part)
+		}
+		p.nets = append(p.nets, pr.Masked())
+	}
+	return p, nil
+}
+
+// Trusted reports whether a is one of the trusted proxies.
+func (p *Proxies) Trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, n := range p.nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP returns the address of the client that made r. When the peer is a trusted proxy,
+// X-Forwarded-For is read from the right (each proxy appends the address it saw) and the
+// first address that is not a trusted proxy is the client: everything left of it may have
+// been written by the client itself.
+func (p *Proxies) ClientIP(r *http.Request) netip.Addr {
+	peer := remoteAddr(r)
+	if !peer.IsValid() || !p.Trusted(peer) {
+		return peer
+	}
+	client := peer
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client // garbage: stop at the last address we could trust
+			}
+			client = a.Unmap()
+			if !p.Trusted(client) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// key is what one client's bucket is keyed by: its IPv4 address, or its IPv6 /64, since one
+// IPv6 host commonly has a whole /64 to pick addresses from.
+func key(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// MaxClients bounds the clients tracked at once, so that a flood from many addresses cannot
+// grow memory without bound (about 100 bytes each). Past it, idle clients are forgotten; if
+// none is idle the new client is let through untracked: the limiter fails open, since it is a
+// courtesy for demos and must never turn away voters because it is full.
+const MaxClients = 100_000
+
+// Limiter is a token bucket per client: Burst votes at once, then Rate per second.
+type Limiter struct {
+	rate  float64
+	burst float64
+	now   func() time.Time
+
+	mu      sync.Mutex
+	clients map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// New returns a limiter allowing each client burst requests at once and rate per second
+// after that.
+func New(rate float64, burst int) *Limiter {
+	return &Limiter{rate: rate, burst: float64(max(burst, 1)), now: time.Now, clients: map[netip.Addr]*bucket{}}
+}
+
+// Allow takes a token from the client's bucket. When there is none it returns false and how
+// long until there is one.
+func (l *Limiter) Allow(client netip.Addr) (bool, time.Duration) {
+	k := key(client)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.clients[k]
+	if !ok {
+		if len(l.clients) >= MaxClients {
+			l.forgetIdle(now)
+			if len(l.clients) >= MaxClients {
+				return true, 0
+			}
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.clients[k] = b
+	}
+	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
+	b.at = now
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	}
+	b.tokens--
+	return true, 0
+}
+
+// forgetIdle drops the buckets that have refilled: forgetting them changes nothing.
+func (l *Limiter) forgetIdle(now time.Time) {
+	for k, b := range l.clients {
+		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
+			delete(l.clients, k)
+		}
+	}
+}
+
+// Middleware limits the requests for which limited(r) is true (the vote service limits its
+// POSTs, so that pages and assets are never refused). A refused request gets 429 with
+// Retry-After, and onRefuse is called (to count it).
+func Middleware(l *Limiter, p *Proxies, limited func(*http.Request) bool, onRefuse func(), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if limited(r) {
+			if ok, wait := l.Allow(p.ClientIP(r)); !ok {
+				onRefuse()
+				secs := int(math.Ceil(wait.Seconds()))
+				w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+				http.Error(w, "too many votes from your address: please wait a moment", http.StatusTooManyRequests)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
