@@ -4,10 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/pgstore"
+	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/redisqueue"
 	"github.com/votingapp/voting/internal/result"
 	"github.com/votingapp/voting/internal/sqlitestore"
@@ -30,11 +34,18 @@ type settings struct {
 	claimTimeout time.Duration
 	maxDeliver   int
 	pollInterval time.Duration
+	// Per-client vote limit (off by default) and the proxies whose X-Forwarded-For it trusts.
+	rateLimit      float64
+	rateBurst      int
+	trustedProxies string
 }
 
 func (s *settings) registerVote(fs *flag.FlagSet) {
 	s.registerOptions(fs)
 	fs.StringVar(&s.voteAddr, "vote-addr", ":8080", "address of the voting page")
+	fs.Float64Var(&s.rateLimit, "rate-limit", 0, "votes per second allowed from one client address after --rate-burst at once; 0: no limit (set it for public demos)")
+	fs.IntVar(&s.rateBurst, "rate-burst", 10, "votes one client address may cast at once before --rate-limit applies")
+	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client for --rate-limit")
 }
 
 func (s *settings) registerResult(fs *flag.FlagSet) {
@@ -282,7 +293,21 @@ func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error 
 	if err != nil {
 		return err
 	}
-	return p.serve("vote", s.voteAddr, svc.Handler())
+	h := svc.Handler()
+	proxies, err := ratelimit.ParseProxies(s.trustedProxies)
+	if err != nil {
+		return err
+	}
+	if s.rateLimit > 0 {
+		limited := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_votes_rate_limited_total",
+			Help: "Votes refused with 429 by the per-client rate limit (--rate-limit).",
+		})
+		p.reg.MustRegister(limited)
+		isVote := func(r *http.Request) bool { return r.Method == http.MethodPost }
+		h = ratelimit.Middleware(ratelimit.New(s.rateLimit, s.rateBurst), proxies, isVote, limited.Inc, h)
+	}
+	return p.serve("vote", s.voteAddr, h)
 }
 
 func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder) {
