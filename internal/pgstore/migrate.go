@@ -1,15 +1,12 @@
 package pgstore
 
 import (
+	"github.com/votingapp/voting/internal/migrations"
+
 	"context"
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,42 +14,6 @@ import (
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// migration is one embedded migrations/NNN_name.sql file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		base := strings.TrimSuffix(e.Name(), ".sql")
-		num, name, ok := strings.Cut(base, "_")
-		version, err := strconv.Atoi(num)
-		if !ok || err != nil || version <= 0 {
-			return nil, fmt.Errorf("migration %s: want NNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: version, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migration version %d given twice", ms[i].version)
-		}
-	}
-	return ms, nil
-}
 
 // Migrate applies the embedded migrations that the database at url lacks, in the first
 // existing schema of the URL's search_path. It is idempotent, and safe to run from several
@@ -89,7 +50,7 @@ const schemaMigrationsSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
 )`
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {
-	ms, err := migrations()
+	ms, err := migrations.Load(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -118,18 +79,18 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 				}
 			}
 			var applied bool
-			err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", m.version).Scan(&applied)
+			err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", m.Version).Scan(&applied)
 			if err != nil || applied {
 				return err
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("apply: %w", err)
 			}
-			_, err = tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
+			_, err = tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("migration %03d_%s in schema %q: %w", m.version, m.name, *schema, classifyMigrate(err))
+			return fmt.Errorf("migration %03d_%s in schema %q: %w", m.Version, m.Name, *schema, classifyMigrate(err))
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/votingapp/voting/internal/broadcast"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -40,7 +41,7 @@ const (
 type Store struct {
 	pool *pgxpool.Pool
 
-	hub         hub
+	hub         broadcast.Hub
 	listenOnce  sync.Once
 	stopListen  context.CancelFunc
 	listenCtx   context.Context
@@ -77,7 +78,6 @@ func New(ctx context.Context, url string) (*Store, error) {
 	}
 	listenCtx, stop := context.WithCancel(context.Background())
 	s := &Store{pool: pool, listenCtx: listenCtx, stopListen: stop, listenDone: make(chan struct{}), idleCheck: idleCheck}
-	s.hub.init()
 	if err := s.checkSchema(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -103,7 +103,7 @@ func (s *Store) Close() {
 	s.stopListen()
 	s.listenOnce.Do(func() { close(s.listenDone) }) // no listener was ever started
 	<-s.listenDone
-	s.hub.close()
+	s.hub.Close()
 	s.pool.Close()
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/votingapp/voting/internal/migrations"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/voting/votingtest"
 )
@@ -142,7 +143,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err := Migrate(ctx, dsn); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
-	ms, err := migrations()
+	ms, err := migrations.Load(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +164,8 @@ func TestMigrateConcurrently(t *testing.T) {
 		t.Fatalf("schema_migrations has %d rows, want %d: %v", len(got), len(ms), got)
 	}
 	for i, m := range ms {
-		if got[i].Version != m.version || got[i].Name != m.name {
-			t.Errorf("schema_migrations row %d = %v, want %d %s", i, got[i], m.version, m.name)
+		if got[i].Version != m.Version || got[i].Name != m.Name {
+			t.Errorf("schema_migrations row %d = %v, want %d %s", i, got[i], m.Version, m.Name)
 		}
 	}
 	s, err := New(ctx, dsn)

@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +28,7 @@ const (
 // All watchers share one connection that LISTENs for the counts triggers' notifications;
 // it reconnects by itself, with backoff, when the connection drops.
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {
-	ch := s.hub.subscribe(ctx)
+	ch := s.hub.Subscribe(ctx)
 	s.listenOnce.Do(func() { go s.listen(s.listenCtx) })
 	return ch
 }
@@ -74,7 +73,7 @@ func (s *Store) listenConn(ctx context.Context) (listened bool) {
 		return false
 	}
 	s.listenerPID.Store(conn.PgConn().PID())
-	s.hub.broadcast() // changes may have been committed while no one listened
+	s.hub.Broadcast() // changes may have been committed while no one listened
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, s.idleCheck)
 		n, err := conn.WaitForNotification(waitCtx)
@@ -84,7 +83,7 @@ func (s *Store) listenConn(ctx context.Context) (listened bool) {
 			return true
 		case err == nil:
 			if n.Payload == *schema {
-				s.hub.broadcast()
+				s.hub.Broadcast()
 			}
 		case waitCtx.Err() != nil: // idle: check that the connection still works
 			pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
@@ -96,59 +95,5 @@ func (s *Store) listenConn(ctx context.Context) (listened bool) {
 		default:
 			return true
 		}
-	}
-}
-
-// hub fans signals out to watchers. Each watcher's channel has a buffer of one and sends
-// never block: a signal that finds one pending is dropped, since one is enough.
-type hub struct {
-	mu     sync.Mutex
-	subs   map[chan struct{}]struct{}
-	closed bool
-}
-
-func (h *hub) init() { h.subs = map[chan struct{}]struct{}{} }
-
-// subscribe returns a new channel that is closed when ctx is done or the hub is closed.
-func (h *hub) subscribe(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		close(ch)
-		return ch
-	}
-	h.subs[ch] = struct{}{}
-	context.AfterFunc(ctx, func() { h.drop(ch) })
-	return ch
-}
-
-func (h *hub) drop(ch chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
-func (h *hub) broadcast() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (h *hub) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
 	}
 }

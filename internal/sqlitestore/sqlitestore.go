@@ -13,20 +13,16 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/votingapp/voting/internal/broadcast"
+	"github.com/votingapp/voting/internal/migrations"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -49,7 +45,7 @@ const (
 type Store struct {
 	w   *sql.DB // the one writer
 	r   *sql.DB // readers
-	hub hub
+	hub broadcast.Hub
 }
 
 // Open opens, creating it if needed, the database dir/voting.db (creating dir too) and
@@ -108,7 +104,6 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
 	s := &Store{w: w, r: r}
-	s.hub.init()
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -118,7 +113,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 
 // Close closes the watchers' channels and the database.
 func (s *Store) Close() error {
-	s.hub.close()
+	s.hub.Close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -149,7 +144,7 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 		return classify("record votes", err)
 	}
 	if changed {
-		s.hub.broadcast()
+		s.hub.Broadcast()
 	}
 	return nil
 }
@@ -242,7 +237,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // nothing, so a slow reader sees one signal for many changes and never holds Record up. The
 // channel is closed when ctx is done or the store is closed.
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {
-	return s.hub.subscribe(ctx)
+	return s.hub.Subscribe(ctx)
 }
 
 // classify wraps err with what failed, and with voting.ErrUnavailable unless the data caused
@@ -266,46 +261,11 @@ func classify(what string, err error) error {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one embedded migrations/NNN_name.sql file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		version, err := strconv.Atoi(num)
-		if !ok || err != nil || version <= 0 {
-			return nil, fmt.Errorf("migration %s: want NNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: version, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migration version %d given twice", ms[i].version)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations that db lacks, each in its own transaction with the
 // record of it in schema_migrations. BEGIN IMMEDIATE takes the file's write lock first, so
 // two processes opening the same file apply each migration once.
 func migrate(ctx context.Context, db *sql.DB) error {
-	ms, err := migrations()
+	ms, err := migrations.Load(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -325,75 +285,21 @@ func migrate(ctx context.Context, db *sql.DB) error {
 				return err
 			}
 			var applied bool
-			err = tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)", m.version).Scan(&applied)
+			err = tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)", m.Version).Scan(&applied)
 			if err != nil || applied {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", m.version, m.name); err != nil {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", m.Version, m.Name); err != nil {
 				return err
 			}
 			return tx.Commit()
 		}()
 		if err != nil {
-			return fmt.Errorf("migration %03d_%s: %w", m.version, m.name, err)
+			return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
 		}
 	}
 	return nil
-}
-
-// hub fans signals out to watchers. Each watcher's channel has a buffer of one and sends
-// never block: a signal that finds one pending is dropped, since one is enough.
-type hub struct {
-	mu     sync.Mutex
-	subs   map[chan struct{}]struct{}
-	closed bool
-}
-
-func (h *hub) init() { h.subs = map[chan struct{}]struct{}{} }
-
-// subscribe returns a new channel that is closed when ctx is done or the hub is closed.
-func (h *hub) subscribe(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		close(ch)
-		return ch
-	}
-	h.subs[ch] = struct{}{}
-	context.AfterFunc(ctx, func() { h.drop(ch) })
-	return ch
-}
-
-func (h *hub) drop(ch chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
-func (h *hub) broadcast() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (h *hub) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/votingapp/voting/internal/migrations"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/voting/votingtest"
 )
@@ -74,7 +75,7 @@ func TestRestart(t *testing.T) {
 		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if ms, _ := migrations(); n != len(ms) {
+		if ms, _ := migrations.Load(migrationFiles, "migrations"); n != len(ms) {
 			t.Fatalf("schema_migrations has %d rows, want %d", n, len(ms))
 		}
 		if err := s.Close(); err != nil {
