@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -62,17 +61,9 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second
 	}
-	sub, err := fs.Sub(assetsFS, "assets/static")
-	if err != nil {
-		return nil, fmt.Errorf("result: assets: %w", err)
-	}
-	static, err := web.NewStatic(sub, "/static/")
+	page, static, err := web.Assets(assetsFS)
 	if err != nil {
 		return nil, fmt.Errorf("result: %w", err)
-	}
-	page, err := template.New("index.html").Funcs(template.FuncMap{"asset": static.URL}).ParseFS(assetsFS, "assets/index.html")
-	if err != nil {
-		return nil, fmt.Errorf("result: parse page: %w", err)
 	}
 	s := &Service{
 		cfg: cfg, store: store, log: log, hub: newHub(), page: page, stopping: make(chan struct{}), static: static,

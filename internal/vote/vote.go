@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -56,17 +55,9 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	sub, err := fs.Sub(assetsFS, "assets/static")
-	if err != nil {
-		return nil, fmt.Errorf("vote: assets: %w", err)
-	}
-	static, err := web.NewStatic(sub, "/static/")
+	page, static, err := web.Assets(assetsFS)
 	if err != nil {
 		return nil, fmt.Errorf("vote: %w", err)
-	}
-	page, err := template.New("index.html").Funcs(template.FuncMap{"asset": static.URL}).ParseFS(assetsFS, "assets/index.html")
-	if err != nil {
-		return nil, fmt.Errorf("vote: parse page: %w", err)
 	}
 	s := &Service{
 		cfg: cfg, pub: pub, log: log, page: page, static: static,

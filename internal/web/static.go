@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"path"
@@ -22,6 +23,25 @@ type Static struct {
 type staticFile struct {
 	data []byte
 	hash string
+}
+
+// Assets loads a service's embedded assets as both services lay them out: the page template
+// at assets/index.html, with an "asset" function giving each static file's versioned URL,
+// and the static files of assets/static served under /static/.
+func Assets(fsys fs.FS) (*template.Template, *Static, error) {
+	sub, err := fs.Sub(fsys, "assets/static")
+	if err != nil {
+		return nil, nil, fmt.Errorf("assets: %w", err)
+	}
+	static, err := NewStatic(sub, "/static/")
+	if err != nil {
+		return nil, nil, err
+	}
+	page, err := template.New("index.html").Funcs(template.FuncMap{"asset": static.URL}).ParseFS(fsys, "assets/index.html")
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse page: %w", err)
+	}
+	return page, static, nil
 }
 
 // NewStatic reads every file of fsys once; prefix is the URL path the handler is mounted at
