@@ -4,6 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/votingapp/voting/internal/loadgen"
@@ -18,7 +24,7 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		quiet    bool
 		duration time.Duration
 	)
-	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter.")
+	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter. With --ws-url and --ws-clients it also holds WebSocket clients open\non the result service and reports vote → push latency: from each vote's 2xx to the first\nmessage on each client whose total counts it (every vote a new voter; nothing else may vote\nmeanwhile). A progress bar is drawn when stderr is a terminal; the summary goes to stdout.")
 	fs.StringVar(&cfg.URL, "url", "http://localhost:8080", "the vote service")
 	fs.IntVar(&cfg.Votes, "votes", 1000, "how many votes to cast")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "requests in flight at once")
@@ -30,6 +36,10 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "print no progress")
 	fs.DurationVar(&duration, "max-duration", 10*time.Minute, "stop after this long whatever is left")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on one request")
+	fs.StringVar(&cfg.WSURL, "ws-url", "", "the result service, e.g. http://localhost:8081, for --ws-clients")
+	fs.IntVar(&cfg.WSClients, "ws-clients", 0, "WebSocket clients to hold open on --ws-url while voting, to measure vote → push latency")
+	fs.DurationVar(&cfg.WSWait, "ws-wait", 10*time.Second, "after the last vote, wait this long at most for every client to see the final total")
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -44,20 +54,20 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	if cfg.Reuse < 0 || cfg.Reuse > 1 {
 		return fmt.Errorf("--reuse %v: want 0 to 1", cfg.Reuse)
 	}
+	if cfg.WSClients > 0 && cfg.WSURL == "" {
+		return fmt.Errorf("--ws-clients needs --ws-url")
+	}
 	ctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	var progress func(int)
-	if !quiet && !asJSON {
-		step := max(cfg.Votes/20, 1)
-		progress = func(done int) {
-			if done%step == 0 || done == cfg.Votes {
-				fmt.Fprintf(env.stderr, "\r%d/%d votes", done, cfg.Votes)
-			}
-		}
+	if !quiet && isTerminal(env.stderr) {
+		bar := startBar(env.stderr, cfg.Votes)
+		defer bar.stop()
+		progress = bar.set
 	}
 	rep, err := loadgen.Run(ctx, cfg, progress)
 	if progress != nil {
-		fmt.Fprintln(env.stderr)
+		progress(-1) // the bar's last state, then its line ends
 	}
 	if rep == nil {
 		return err
@@ -67,12 +77,7 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 			return jerr
 		}
 	} else {
-		fmt.Fprintf(env.stdout, "%d votes sent in %s: %d accepted (%.0f/s), %d failed\n", rep.Sent, rep.Duration.Round(time.Millisecond), rep.Accepted, rep.Rate, rep.Failed)
-		fmt.Fprintf(env.stdout, "accepted by option: %v; answers: %v\n", rep.AcceptedByOption, rep.ByStatus)
-		fmt.Fprintf(env.stdout, "latency p50 %s, p95 %s, p99 %s, max %s\n", rep.P50, rep.P95, rep.P99, rep.Max)
-		if rep.FirstError != "" {
-			fmt.Fprintf(env.stdout, "first error: %s\n", rep.FirstError)
-		}
+		writeSummary(env.stdout, rep)
 	}
 	if err != nil {
 		return err
@@ -81,4 +86,112 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("%d of %d votes failed", rep.Failed, rep.Sent)
 	}
 	return nil
+}
+
+// writeSummary prints the report for people.
+func writeSummary(w io.Writer, rep *loadgen.Report) {
+	fmt.Fprintf(w, "votes    %d sent, %d accepted, %d failed in %s: %.0f votes/s\n", rep.Sent, rep.Accepted, rep.Failed, rep.Duration.Round(time.Millisecond), rep.Rate)
+	fmt.Fprintf(w, "options  %s\n", counts(rep.AcceptedByOption))
+	fmt.Fprintf(w, "answers  %s\n", counts(rep.ByStatus))
+	fmt.Fprintf(w, "latency  p50 %s  p95 %s  p99 %s  max %s\n", ms(rep.P50), ms(rep.P95), ms(rep.P99), ms(rep.Max))
+	if rep.Retried > 0 {
+		fmt.Fprintf(w, "retried  %d\n", rep.Retried)
+	}
+	if rep.FirstError != "" {
+		fmt.Fprintf(w, "error    %s (the first)\n", rep.FirstError)
+	}
+	if p := rep.Push; p != nil {
+		fmt.Fprintf(w, "push     %d WebSocket clients (%d still connected), %d saw the final total %d (from %d) within %s of the last vote\n",
+			p.Clients, p.Connected, p.GotFinal, p.Final, p.BaseTotal, ms(p.LastFinal))
+		fmt.Fprintf(w, "push     vote → push p50 %s  p95 %s  p99 %s  max %s over %d samples (%d messages, %d missed)\n",
+			ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Max), p.Samples, p.Messages, p.Missed)
+		if p.Error != "" {
+			fmt.Fprintf(w, "push     error %s (the first)\n", p.Error)
+		}
+	}
+}
+
+// counts prints a map as "k=v k=v", sorted by key.
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+// ms prints a duration in milliseconds with three decimals, so columns compare at a glance.
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+
+// isTerminal reports whether w is a character device (a terminal), without a dependency:
+// piped or redirected output gets no progress bar, only the summary.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// bar draws a progress bar on a terminal, redrawn at most ten times a second so that drawing
+// costs nothing next to the votes.
+type bar struct {
+	w     io.Writer
+	total int
+	start time.Time
+	done  atomic.Int64
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+func startBar(w io.Writer, total int) *bar {
+	b := &bar{w: w, total: total, start: time.Now(), quit: make(chan struct{})}
+	b.wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.quit:
+				b.draw()
+				fmt.Fprintln(b.w)
+				return
+			case <-t.C:
+				b.draw()
+			}
+		}
+	})
+	return b
+}
+
+// set records the votes done; -1 ends the bar.
+func (b *bar) set(done int) {
+	if done < 0 {
+		b.stop()
+		return
+	}
+	b.done.Store(int64(done))
+}
+
+func (b *bar) stop() {
+	b.once.Do(func() { close(b.quit) })
+	b.wg.Wait()
+}
+
+func (b *bar) draw() {
+	const width = 30
+	done := int(b.done.Load())
+	filled := width * done / max(b.total, 1)
+	rate := float64(done) / max(time.Since(b.start).Seconds(), 1e-9)
+	fmt.Fprintf(b.w, "\r[%s%s] %d/%d votes %3d%% %6.0f/s ", strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
+		done, b.total, 100*done/max(b.total, 1), rate)
 }

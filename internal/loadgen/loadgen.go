@@ -64,6 +64,16 @@ type Config struct {
 	// service sees each voter's votes in the order they were started and Final is exact.
 	// Without it two votes of one voter may race and either may be the newer.
 	SerialVoters bool
+
+	// WSURL, with WSClients > 0, is the result service (e.g. http://localhost:8081): Run
+	// holds WSClients WebSocket clients open on its /ws while voting and measures vote →
+	// push latency (Report.Push). Every vote must then be a new voter (Reuse 0), and nothing
+	// else may vote during the run, since the latency is read from the totals.
+	WSURL     string
+	WSClients int
+	// WSWait is how long to wait after the last vote for every client to see the final
+	// total (default 10s).
+	WSWait time.Duration
 }
 
 // Report is what the run was told by the service.
@@ -96,6 +106,8 @@ type Report struct {
 	// UnsureNew counts such votes of new voters, whose ids the service never told: each
 	// may have become a voter that Final does not know.
 	UnsureNew int `json:"unsure_new"`
+	// Push is what the WebSocket clients saw, when Config.WSClients > 0.
+	Push *PushReport `json:"push,omitempty"`
 }
 
 // Run casts the votes and returns the report. It stops early when ctx is done.
@@ -109,6 +121,21 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.WSWait <= 0 {
+		cfg.WSWait = 10 * time.Second
+	}
+	var watch *watchers
+	var baseTotal int64
+	if cfg.WSClients > 0 {
+		if cfg.Reuse > 0 {
+			return nil, errors.New("loadgen: vote → push latency needs every vote from a new voter (reuse 0)")
+		}
+		watch, err = dialWatchers(ctx, cfg.WSURL, cfg.WSClients, max(cfg.Timeout, 30*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		defer watch.close()
 	}
 	client := &http.Client{
 		Timeout: cfg.Timeout,
@@ -130,12 +157,16 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		lastVoted = map[string]int{}  // voter -> index of its last accepted vote, for Final
 		busy      = map[string]bool{} // voters with a vote in flight, for SerialVoters
 		unsure    = map[string][]unsureVote{}
+		acks      []time.Time // when each 2xx came, in order, for the push latency
 	)
 	var tick <-chan time.Time
 	if cfg.Rate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 		defer t.Stop()
 		tick = t.C
+	}
+	if watch != nil {
+		baseTotal = watch.start()
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -206,6 +237,9 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 				}
 				rep.ByStatus[key]++
 				if err == nil && status >= 200 && status < 300 {
+					if watch != nil {
+						acks = append(acks, t0.Add(d))
+					}
 					rep.Accepted++
 					rep.AcceptedByOption[option]++
 					if voter == "" {
@@ -255,6 +289,13 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	rep.P50, rep.P95, rep.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 	if len(lat) > 0 {
 		rep.Max = lat[len(lat)-1]
+	}
+	if watch != nil {
+		slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
+		final := baseTotal + int64(rep.Accepted)
+		watch.waitFinal(ctx, final, cfg.WSWait)
+		watch.close()
+		rep.Push = watch.report(baseTotal, final, acks)
 	}
 	return rep, ctx.Err()
 }

@@ -1,0 +1,168 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// fakeApp is a vote service and a result service in one: every form POST is a new voter
+// and raises the total, which /ws pushes to every client, as the real pair does once the
+// worker has recorded the vote.
+type fakeApp struct {
+	total  atomic.Int64
+	mu     sync.Mutex
+	change *sync.Cond
+	voters atomic.Int64
+}
+
+func newFakeApp(t *testing.T, initial int64) *httptest.Server {
+	a := &fakeApp{}
+	a.total.Store(initial)
+	a.change = sync.NewCond(&a.mu)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("vote") == "" {
+			http.Error(w, "no vote", http.StatusBadRequest)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "voter_id", Value: fmt.Sprint("v", a.voters.Add(1))})
+		a.mu.Lock()
+		a.total.Add(1)
+		a.change.Broadcast()
+		a.mu.Unlock()
+	})
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := c.CloseRead(r.Context())
+		go func() { // wake the loop below when the client goes
+			<-ctx.Done()
+			a.mu.Lock()
+			a.change.Broadcast()
+			a.mu.Unlock()
+		}()
+		sent := int64(-1)
+		for {
+			a.mu.Lock()
+			for a.total.Load() == sent && ctx.Err() == nil {
+				a.change.Wait()
+			}
+			a.mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			sent = a.total.Load()
+			msg := fmt.Sprintf(`{"options":[{"id":"a","count":%d}],"total":%d}`, sent, sent)
+			if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+				return
+			}
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestRunSeedShares(t *testing.T) {
+	srv := newFakeApp(t, 0)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 3000, Concurrency: 16,
+		Weights: []Weight{{"a", 2}, {"b", 1}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 3000 || rep.AcceptedByOption["a"] != 2000 || rep.AcceptedByOption["b"] != 1000 || rep.Failed != 0 {
+		t.Fatalf("got %d accepted (%v), %d failed; want 3000: 2000 a, 1000 b", rep.Accepted, rep.AcceptedByOption, rep.Failed)
+	}
+	if len(rep.Final) != 3000 || rep.P50 <= 0 || rep.P50 > rep.P99 || rep.P99 > rep.Max {
+		t.Fatalf("final voters %d, latencies p50 %v p99 %v max %v; want 3000 voters and ordered percentiles", len(rep.Final), rep.P50, rep.P99, rep.Max)
+	}
+}
+
+func TestRunPush(t *testing.T) {
+	const clients, votes = 8, 400
+	srv := newFakeApp(t, 1000) // votes from before the run are not counted
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: votes, Concurrency: 8, Rate: 2000,
+		Weights: []Weight{{"a", 1}}, WSURL: srv.URL, WSClients: clients}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Push
+	if p == nil {
+		t.Fatal("no push report")
+	}
+	if p.Clients != clients || p.GotFinal != clients || p.BaseTotal != 1000 || p.Final != 1000+votes {
+		t.Fatalf("push %+v: want %d clients all with the final total %d from 1000", p, clients, 1000+votes)
+	}
+	if p.Samples != clients*votes || p.Missed != 0 {
+		t.Fatalf("push: %d samples, %d missed; want %d, 0", p.Samples, p.Missed, clients*votes)
+	}
+	if p.P50 > p.P95 || p.P95 > p.P99 || p.P99 > p.Max+pushBucket || p.Max > 5*time.Second {
+		t.Fatalf("push latencies p50 %v p95 %v p99 %v max %v: want ordered and bounded", p.P50, p.P95, p.P99, p.Max)
+	}
+}
+
+func TestRunPushRefusesReuse(t *testing.T) {
+	_, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1", Votes: 1, Concurrency: 1, Reuse: 0.5,
+		Weights: []Weight{{"a", 1}}, WSURL: "http://127.0.0.1:1", WSClients: 1}, nil)
+	if err == nil {
+		t.Fatal("push latency with returning voters: want an error, the totals would not say which vote was seen")
+	}
+}
+
+// TestPushReport checks the latency arithmetic on known times: each (vote, client) pair is
+// the first message whose total counts the vote, minus the vote's 2xx.
+func TestPushReport(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	acks := []time.Time{at(0), at(10), at(20)} // totals 101, 102, 103
+	w := &watchers{ws: []*watcher{
+		{msgs: []pushMsg{{at(5), 101}, {at(30), 103}}},  // 5, 20, 10
+		{msgs: []pushMsg{{at(15), 102}, {at(16), 102}}}, // 15, 5; never sees 103
+		{msgs: []pushMsg{{at(19), 103}}},                // 19, 9, 0 (seen before its 2xx)
+	}}
+	r := w.report(100, 103, acks)
+	// Sorted samples: 0 5 5 9 10 15 19 20 (ms).
+	if r.Samples != 8 || r.Missed != 1 || r.GotFinal != 2 || r.Messages != 5 {
+		t.Fatalf("samples %d, missed %d, got final %d, messages %d; want 8, 1, 2, 5", r.Samples, r.Missed, r.GotFinal, r.Messages)
+	}
+	if r.Max != 20*time.Millisecond {
+		t.Errorf("max %v, want 20ms", r.Max)
+	}
+	// The 4th of 8 samples is the median: 9 ms, reported as its bucket's upper bound.
+	if want := 9*time.Millisecond + pushBucket; r.P50 != want {
+		t.Errorf("p50 %v, want %v", r.P50, want)
+	}
+	if want := 20*time.Millisecond + pushBucket; r.P95 != want || r.P99 != want {
+		t.Errorf("p95 %v p99 %v, want %v", r.P95, r.P99, want)
+	}
+	if r.LastFinal != 10*time.Millisecond {
+		t.Errorf("last client with the final total %v after the last 2xx, want 10ms", r.LastFinal)
+	}
+}
+
+func TestWSURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://result:8081":      "ws://result:8081/ws",
+		"https://example.org/":    "wss://example.org/ws",
+		"ws://127.0.0.1:8081/ws":  "ws://127.0.0.1:8081/ws",
+		"http://host/prefix/path": "ws://host/prefix/path/ws",
+	} {
+		if got, err := wsURL(in); err != nil || got != want {
+			t.Errorf("wsURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := wsURL("ftp://x"); err == nil {
+		t.Error("wsURL(ftp://x): want an error")
+	}
+}
