@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -155,7 +156,11 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	}
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redisqueue: %w", err)
+		// A *url.Error quotes the whole URL, password included: keep only the reason.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redisqueue: bad Redis URL: %w", err)
 	}
 	// go-redis retries a failed dial 5 times, 100ms apart, inside each of its command
 	// retries (max_retries in the URL, 3 by default). With Redis down that makes every call
