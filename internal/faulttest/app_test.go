@@ -194,7 +194,13 @@ type system struct {
 func newSystem(t *testing.T, fsync string) *system {
 	t.Helper()
 	requireSetup(t)
-	sys := &system{t: t, redis: startRedis(t, fsync), pg: startPostgres(t), stream: "votes"}
+	return newSystemOn(t, startRedis(t, fsync))
+}
+
+// newSystemOn is newSystem with a Redis the test started.
+func newSystemOn(t *testing.T, r *redisServer) *system {
+	t.Helper()
+	sys := &system{t: t, redis: r, pg: startPostgres(t), stream: "votes"}
 	m := startService(t, "migrate", nil, "migrate", "--postgres-url="+sys.pg.URL)
 	select {
 	case <-m.done:

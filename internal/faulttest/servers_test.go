@@ -81,6 +81,7 @@ type redisServer struct {
 	port  int
 	dir   string
 	fsync string
+	extra []string // more redis-server arguments
 	proc  *child
 	URL   string
 }
@@ -90,8 +91,18 @@ type redisServer struct {
 // restart finds.
 func startRedis(t *testing.T, fsync string) *redisServer {
 	t.Helper()
+	return startRedisWithPassword(t, fsync, "")
+}
+
+// startRedisWithPassword starts Redis requiring the password (none when "").
+func startRedisWithPassword(t *testing.T, fsync, password string) *redisServer {
+	t.Helper()
 	r := &redisServer{t: t, port: freePort(t), dir: tempDir(t), fsync: fsync}
 	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
+	if password != "" {
+		r.extra = []string{"--requirepass", password}
+		r.URL = fmt.Sprintf("redis://:%s@127.0.0.1:%d/0", password, r.port)
+	}
 	r.start()
 	t.Cleanup(func() {
 		if r.proc != nil {
@@ -107,6 +118,7 @@ func (r *redisServer) start() {
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", r.fsync,
 		"--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no")
+	cmd.Args = append(cmd.Args, r.extra...)
 	r.proc = startChild(t, "redis-server", cmd)
 	opt, _ := redis.ParseURL(r.URL)
 	c := redis.NewClient(opt)
