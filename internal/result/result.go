@@ -43,7 +43,8 @@ type Service struct {
 	page   *template.Template
 	static *web.Static
 
-	stopping chan struct{} // closed when Run returns: WebSocket handlers say goodbye
+	stopping   chan struct{} // closed when Run returns: WebSocket handlers say goodbye
+	firstTally chan struct{} // closed after the first tally is published
 
 	tallyErrors   prometheus.Counter
 	sent          prometheus.Counter
@@ -66,7 +67,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 		return nil, fmt.Errorf("result: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, store: store, log: log, hub: newHub(), page: page, stopping: make(chan struct{}), static: static,
+		cfg: cfg, store: store, log: log, hub: newHub(), page: page, stopping: make(chan struct{}), firstTally: make(chan struct{}), static: static,
 		tallyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_tally_errors_total",
 			Help: "Failed reads of the tally from the store.",
@@ -120,8 +121,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.tallyErrors.Inc()
 			s.log.Warn("read tally", "err", err)
 		} else if !bytes.Equal(b, last) {
+			first := last == nil
 			last = b
 			s.dropped.Add(float64(s.hub.publish(b)))
+			if first {
+				close(s.firstTally)
+			}
 			if newest.After(lastNewest) {
 				if !lastNewest.IsZero() { // the first read after a start shows old votes
 					s.toPush.Observe(time.Since(newest).Seconds())
@@ -155,10 +160,14 @@ func (s *Service) read(ctx context.Context) ([]byte, time.Time, error) {
 }
 
 // Ready reports whether the service has a tally to show; readiness includes it so that a
-// result pod is not sent traffic before it has numbers.
-func (s *Service) Ready(context.Context) error {
-	if s.hub.snapshot() == nil {
+// result pod is not sent traffic before it has numbers. Right after a start it waits (within
+// the check's deadline) for the first read, which takes milliseconds, rather than failing
+// and logging an outage that is not one.
+func (s *Service) Ready(ctx context.Context) error {
+	select {
+	case <-s.firstTally:
+		return nil
+	case <-ctx.Done():
 		return fmt.Errorf("no tally read yet")
 	}
-	return nil
 }
