@@ -15,7 +15,7 @@ GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 # and Prometheus never enter the app's go.mod.
 DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
 
-.PHONY: run build test test-go test-deploy manifests e2e-apiserver screenshots lint vuln clean
+.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose image up down seed screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -27,7 +27,7 @@ build:
 
 ## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
 ## headless Chromium, the deployment files, and a real kube-apiserver
-test: lint test-go test-deploy e2e-apiserver
+test: lint test-go test-deploy e2e-apiserver e2e-compose
 
 ## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
@@ -44,6 +44,27 @@ manifests:
 ## e2e-apiserver: every rendering applied to a real kube-apiserver (built from Go modules on first use)
 e2e-apiserver:
 	scripts/kube-apiserver-test
+
+## e2e-compose: the compose deployment on a real Docker engine (started and stopped by the script)
+e2e-compose:
+	scripts/e2e-compose
+
+## image: the container image ghcr.io/votingapp/voting:dev from the Dockerfile (BuildKit)
+image:
+	scripts/docker-build
+
+## up: the compose deployment (needs a running Docker engine); down: stop it
+up: image
+	@test -f deploy/compose/.env || { cp deploy/compose/.env.example deploy/compose/.env; \
+	  echo "up: wrote deploy/compose/.env from .env.example; set your own POSTGRES_PASSWORD there"; }
+	scripts/compose up -d --wait
+
+down:
+	scripts/compose --profile seed down
+
+## seed: cast the original's 3000 votes against the compose deployment
+seed:
+	scripts/compose --profile seed run --rm seed
 
 ## screenshots: refresh docs/screenshots from the browser tests
 screenshots:
