@@ -3,7 +3,6 @@ package monitoring
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -153,53 +152,8 @@ func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatalf("go build ./cmd/voting: %v\n%s", err, out)
 	}
 
-	ports := freePorts(t, 3)
-	vote, result, admin := "http://"+ports[0], "http://"+ports[1], "http://"+ports[2]
-	var logs syncBuffer
-	cmd := exec.Command(bin, "all",
-		"--data-dir="+filepath.Join(dir, "data"),
-		"--vote-addr="+ports[0], "--result-addr="+ports[1], "--admin-addr="+ports[2],
-		"--log-format=text", "--log-level=debug")
-	cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("voting all output:\n%s", logs.String())
-		}
-	})
-
+	vote, result, admin := startApp(t, bin, filepath.Join(dir, "data"))
 	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("voting all exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("voting all not ready after 30s\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 
 	expect := func(resp *http.Response, err error, want int, what string) {
 		t.Helper()
@@ -222,7 +176,7 @@ func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
 
 	// Wait until the worker has recorded both votes, so the worker's and result's series have
 	// seen traffic too.
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := client.Get(result + "/api/results")
 		if err != nil {
@@ -256,6 +210,70 @@ func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatalf("scrape: %s", resp.Status)
 	}
 	return parseScrape(t, scrape.Bytes())
+}
+
+// startApp starts `voting all` on free loopback ports and waits until /readyz answers 200. It
+// returns the base URLs of vote, result and admin; the process is stopped with SIGTERM when the
+// test ends. A port taken by someone else between freePorts and the start is retried with
+// new ports.
+func startApp(t *testing.T, bin, dataDir string) (vote, result, admin string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ports := freePorts(t, 3)
+		var logs syncBuffer
+		cmd := exec.Command(bin, "all", "--data-dir="+dataDir,
+			"--vote-addr="+ports[0], "--result-addr="+ports[1], "--admin-addr="+ports[2],
+			"--log-format=text", "--log-level=debug")
+		cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		var waitErr error
+		go func() { waitErr = cmd.Wait(); close(done) }()
+		stop := func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+
+		client := &http.Client{Timeout: 5 * time.Second}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if resp, err := client.Get("http://" + ports[2] + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Cleanup(func() {
+						stop()
+						if t.Failed() {
+							t.Logf("voting all output:\n%s", logs.String())
+						}
+					})
+					return "http://" + ports[0], "http://" + ports[1], "http://" + ports[2]
+				}
+			}
+			select {
+			case <-done:
+				if strings.Contains(logs.String(), "address already in use") && attempt < 3 {
+					break
+				}
+				t.Fatalf("voting all exited: %v\n%s", waitErr, logs.String())
+			default:
+				if time.Now().After(deadline) {
+					stop()
+					t.Fatalf("voting all not ready after 30s\n%s", logs.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			break // retry with other ports
+		}
+	}
 }
 
 // freePorts returns n loopback addresses that were free a moment ago. The app gets fixed
@@ -295,5 +313,3 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
-var _ fmt.Stringer = (*syncBuffer)(nil)
