@@ -2,7 +2,6 @@ package monitoring
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"net/url"
@@ -139,22 +138,45 @@ func parseScrape(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// scrapeRunningApp builds cmd/voting, runs `voting all` on free loopback ports with a
-// throwaway data directory, waits until it is ready, casts two good votes (form and JSON) and
-// one refused vote, reads the results, and returns the parsed /metrics of the admin port.
-func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
+// buildApp builds cmd/voting of the repository into a temporary directory. The go command
+// is the one running the tests (go test puts its GOROOT/bin first in PATH).
+func buildApp(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "voting")
+	bin := filepath.Join(t.TempDir(), "voting")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/voting")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/voting: %v\n%s", err, out)
 	}
+	return bin
+}
 
-	vote, result, admin := startApp(t, bin, filepath.Join(dir, "data"))
-	client := &http.Client{Timeout: 5 * time.Second}
+// scrapeRunningApp builds cmd/voting, runs `voting all` on free loopback ports with a
+// throwaway data directory, waits until it is ready, casts two good votes (form and JSON) and
+// one refused vote, waits for the results to count them, and returns the parsed /metrics of
+// the admin port.
+func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	bin := buildApp(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	addrs := startProcess(t, bin, "all", 3, func(p []string) []string {
+		return []string{"--data-dir=" + dataDir, "--vote-addr=" + p[0], "--result-addr=" + p[1], "--admin-addr=" + p[2]}
+	})
+	vote, result, admin := "http://"+addrs[0], "http://"+addrs[1], "http://"+addrs[2]
+	castVotes(t, vote)
+	waitFor(t, "the results to count both votes", func() bool {
+		body, code := get(t, result+"/api/results")
+		return code == http.StatusOK && strings.Contains(body, `"total":2`)
+	})
+	return scrape(t, admin)
+}
 
+var client = &http.Client{Timeout: 5 * time.Second}
+
+// castVotes casts a form vote and a JSON vote, and a vote for an unknown option, which must
+// be refused with 400.
+func castVotes(t *testing.T, vote string) {
+	t.Helper()
 	expect := func(resp *http.Response, err error, want int, what string) {
 		t.Helper()
 		if err != nil {
@@ -173,57 +195,54 @@ func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
 	expect(resp, err, http.StatusAccepted, "POST vote /api/vote b")
 	resp, err = client.PostForm(vote+"/", url.Values{"vote": {"zzz"}})
 	expect(resp, err, http.StatusBadRequest, "POST vote / vote=zzz")
+}
 
-	// Wait until the worker has recorded both votes, so the worker's and result's series have
-	// seen traffic too.
+// get returns the body and status of a GET, failing the test if there is no answer.
+func get(t *testing.T, u string) (string, int) {
+	t.Helper()
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String(), resp.StatusCode
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get(result + "/api/results")
-		if err != nil {
-			t.Fatalf("GET result /api/results: %v", err)
-		}
-		var body bytes.Buffer
-		_, _ = body.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.Contains(body.String(), `"total":2`) {
-			break
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("results never showed both votes: %s %s", resp.Status, body.String())
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
-	resp, err = client.Do(req)
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	var scrape bytes.Buffer
-	if _, err := scrape.ReadFrom(resp.Body); err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %s", resp.Status)
-	}
-	return parseScrape(t, scrape.Bytes())
 }
 
-// startApp starts `voting all` on free loopback ports and waits until /readyz answers 200. It
-// returns the base URLs of vote, result and admin; the process is stopped with SIGTERM when the
-// test ends. A port taken by someone else between freePorts and the start is retried with
-// new ports.
-func startApp(t *testing.T, bin, dataDir string) (vote, result, admin string) {
+// scrape reads and parses /metrics of an admin URL.
+func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	body, code := get(t, admin+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("scrape %s: status %d", admin, code)
+	}
+	return parseScrape(t, []byte(body))
+}
+
+// startProcess starts `voting <command>` with the flags args returns for nPorts free loopback
+// addresses, the last of which must be the admin address, and waits until /readyz answers
+// 200. The process is stopped with SIGTERM when the test ends. A port taken by someone else
+// between freePorts and the start is retried with new ports.
+func startProcess(t *testing.T, bin, command string, nPorts int, args func(addrs []string) []string) []string {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		ports := freePorts(t, 3)
+		addrs := freePorts(t, nPorts)
+		admin := addrs[nPorts-1]
 		var logs syncBuffer
-		cmd := exec.Command(bin, "all", "--data-dir="+dataDir,
-			"--vote-addr="+ports[0], "--result-addr="+ports[1], "--admin-addr="+ports[2],
-			"--log-format=text", "--log-level=debug")
+		cmd := exec.Command(bin, append([]string{command, "--log-format=text", "--log-level=debug"}, args(addrs)...)...)
 		cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
@@ -242,19 +261,18 @@ func startApp(t *testing.T, bin, dataDir string) (vote, result, admin string) {
 			}
 		}
 
-		client := &http.Client{Timeout: 5 * time.Second}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if resp, err := client.Get("http://" + ports[2] + "/readyz"); err == nil {
+			if resp, err := client.Get("http://" + admin + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					t.Cleanup(func() {
 						stop()
 						if t.Failed() {
-							t.Logf("voting all output:\n%s", logs.String())
+							t.Logf("voting %s output:\n%s", command, logs.String())
 						}
 					})
-					return "http://" + ports[0], "http://" + ports[1], "http://" + ports[2]
+					return addrs
 				}
 			}
 			select {
@@ -262,11 +280,11 @@ func startApp(t *testing.T, bin, dataDir string) (vote, result, admin string) {
 				if strings.Contains(logs.String(), "address already in use") && attempt < 3 {
 					break
 				}
-				t.Fatalf("voting all exited: %v\n%s", waitErr, logs.String())
+				t.Fatalf("voting %s exited: %v\n%s", command, waitErr, logs.String())
 			default:
 				if time.Now().After(deadline) {
 					stop()
-					t.Fatalf("voting all not ready after 30s\n%s", logs.String())
+					t.Fatalf("voting %s not ready after 30s\n%s", command, logs.String())
 				}
 				time.Sleep(100 * time.Millisecond)
 				continue
