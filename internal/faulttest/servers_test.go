@@ -9,7 +9,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -137,14 +136,6 @@ func (r *redisServer) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// restart stops Redis gracefully (SIGTERM: it writes and syncs the AOF, then exits), waits
-// down for the given time, and starts it again on the same port and data.
-func (r *redisServer) restart(down time.Duration) {
-	r.proc.stop(r.t, syscall.SIGTERM, 30*time.Second)
-	time.Sleep(down)
-	r.start()
 }
 
 // kill kills Redis with SIGKILL, waits down for the given time, and starts it again.
@@ -335,10 +326,4 @@ func (p *pgServer) query(sql string, args ...any) [][]string {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return out
-}
-
-// logs returns PostgreSQL's log, for failure messages.
-func (p *pgServer) logs() string {
-	b, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "postgres.log"))
-	return strings.TrimSpace(string(b))
 }

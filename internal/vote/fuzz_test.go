@@ -50,8 +50,8 @@ func newFuzzHandler(f *testing.F) (http.Handler, *recorder) {
 	return svc.Handler(), rec
 }
 
-// serve runs one request through h, with the raw Cookie header given.
-func serve(h http.Handler, path, ctype string, body []byte, cookie string) *httptest.ResponseRecorder {
+// fuzzServe runs one request through h, with the raw Cookie header given.
+func fuzzServe(h http.Handler, path, ctype string, body []byte, cookie string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", ctype)
 	if cookie != "" {
@@ -89,7 +89,7 @@ func FuzzFormVote(f *testing.F) {
 	h, rec := newFuzzHandler(f)
 	f.Add([]byte("vote=a"), "")
 	f.Fuzz(func(t *testing.T, body []byte, cookie string) {
-		w := serve(h, "/", "application/x-www-form-urlencoded", body, cookie)
+		w := fuzzServe(h, "/", "application/x-www-form-urlencoded", body, cookie)
 		checkQueued(t, w, rec, http.StatusOK)
 	})
 }
@@ -99,7 +99,7 @@ func FuzzAPIVote(f *testing.F) {
 	h, rec := newFuzzHandler(f)
 	f.Add([]byte(`{"vote":"a"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		w := serve(h, "/api/vote", "application/json", body, "")
+		w := fuzzServe(h, "/api/vote", "application/json", body, "")
 		checkQueued(t, w, rec, http.StatusAccepted)
 		var answer map[string]string
 		if err := json.Unmarshal(w.Body.Bytes(), &answer); err != nil || (answer["error"] == "" && answer["vote"] == "") {
@@ -114,7 +114,7 @@ func FuzzVoterCookie(f *testing.F) {
 	h, rec := newFuzzHandler(f)
 	f.Add("voter_id=0123456789abcdef0123456789abcdef")
 	f.Fuzz(func(t *testing.T, cookie string) {
-		w := serve(h, "/api/vote", "application/json", []byte(`{"vote":"b"}`), cookie)
+		w := fuzzServe(h, "/api/vote", "application/json", []byte(`{"vote":"b"}`), cookie)
 		got := checkQueued(t, w, rec, http.StatusAccepted)
 		if w.Code != http.StatusAccepted {
 			t.Fatalf("a valid vote with cookie %q: got %d, want 202", cookie, w.Code)

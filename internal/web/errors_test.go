@@ -33,9 +33,9 @@ func instrument(log *slog.Logger, h http.Handler) http.Handler {
 	return web.Instrument("test", log, web.NewMetrics(prometheus.NewRegistry()), noop.NewTracerProvider().Tracer(""), h)
 }
 
-// secretErr is an internal error of the kind that must stay in the log: it names a server,
+// errSecret is an internal error of the kind that must stay in the log: it names a server,
 // a query and a credential.
-var secretErr = errors.New(`dial tcp 10.0.0.5:5432: password authentication failed for user "voting" (SELECT * FROM votes)`)
+var errSecret = errors.New(`dial tcp 10.0.0.5:5432: password authentication failed for user "voting" (SELECT * FROM votes)`)
 
 func serveOne(t *testing.T, h http.Handler) (*httptest.ResponseRecorder, string) {
 	t.Helper()
@@ -54,9 +54,9 @@ func TestInternalErrorsStayInTheLog(t *testing.T) {
 		status int
 		asJSON bool
 	}{
-		{"internal", fmt.Errorf("render page: %w", secretErr), 500, false},
-		{"internal JSON", secretErr, 500, true},
-		{"unavailable", fmt.Errorf("publish: %w: %w", voting.ErrUnavailable, secretErr), 503, true},
+		{"internal", fmt.Errorf("render page: %w", errSecret), 500, false},
+		{"internal JSON", errSecret, 500, true},
+		{"unavailable", fmt.Errorf("publish: %w: %w", voting.ErrUnavailable, errSecret), 503, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
@@ -85,7 +85,7 @@ func TestInternalErrorsStayInTheLog(t *testing.T) {
 // panic with its stack, and the server goes on.
 func TestPanicIsAGeneric500(t *testing.T) {
 	w, logs := serveOne(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
-		panic(secretErr)
+		panic(errSecret)
 	}))
 	id := w.Header().Get("X-Request-Id")
 	if w.Code != 500 || !strings.Contains(w.Body.String(), id) || strings.Contains(w.Body.String(), "password") {
