@@ -2,6 +2,7 @@ package monitoring
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,6 +32,7 @@ func TestMetricsExistInScrape(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the app")
 	}
+	t.Parallel()
 	families := scrapeRunningApp(t)
 
 	wanted := map[string][]string{} // metric -> where it is read
@@ -138,17 +140,42 @@ func parseScrape(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// buildApp builds cmd/voting of the repository into a temporary directory. The go command
-// is the one running the tests (go test puts its GOROOT/bin first in PATH).
+// app is the voting binary, built once for all the tests that run it.
+var app struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// TestMain removes the binary built by buildApp.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if app.dir != "" {
+		os.RemoveAll(app.dir)
+	}
+	os.Exit(code)
+}
+
+// buildApp builds cmd/voting of the repository once, into a temporary directory. The go
+// command is the one running the tests (go test puts its GOROOT/bin first in PATH).
 func buildApp(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "voting")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/voting")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/voting: %v\n%s", err, out)
+	app.once.Do(func() {
+		if app.dir, app.err = os.MkdirTemp("", "voting-monitoring-"); app.err != nil {
+			return
+		}
+		app.bin = filepath.Join(app.dir, "voting")
+		build := exec.Command("go", "build", "-o", app.bin, "./cmd/voting")
+		build.Dir = repoRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			app.err = fmt.Errorf("go build ./cmd/voting: %v\n%s", err, out)
+		}
+	})
+	if app.err != nil {
+		t.Fatal(app.err)
 	}
-	return bin
+	return app.bin
 }
 
 // scrapeRunningApp builds cmd/voting, runs `voting all` on free loopback ports with a

@@ -61,6 +61,7 @@ func TestSplitProcessesExposeTheirMetrics(t *testing.T) {
 		}
 		t.Skip("no Redis and PostgreSQL: run under scripts/with-servers")
 	}
+	t.Parallel()
 	pgURL = newDatabase(t, pgURL)
 	stream := "monitoring-" + randomHex(4) // a stream of our own in a Redis others may share
 
