@@ -2,7 +2,9 @@ package monitoring
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/promqltest"
 )
 
 // repoRoot is the voting module, two levels up.
@@ -33,7 +37,8 @@ func TestMetricsExistInScrape(t *testing.T) {
 		t.Skip("builds and runs the app")
 	}
 	t.Parallel()
-	families := scrapeRunningApp(t)
+	scrapes := scrapeRunningApp(t)
+	families := scrapes[1]
 
 	wanted := map[string][]string{} // metric -> where it is read
 	for _, g := range loadRules(t).Groups {
@@ -56,13 +61,7 @@ func TestMetricsExistInScrape(t *testing.T) {
 	}
 
 	var missing []string
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range wanted {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(wanted)) {
 		if isRecorded(name) {
 			continue // defined by a recording rule; TestRulesParse checks that
 		}
@@ -81,6 +80,77 @@ func TestMetricsExistInScrape(t *testing.T) {
 	for name := range families {
 		if strings.HasPrefix(name, "voting_") && !anchors[slug(name)] {
 			t.Errorf("%s is in the scrape but has no heading in %s", name, docsPath)
+		}
+	}
+
+	queriesReturnData(t, scrapes)
+}
+
+// queriesReturnData loads two scrapes, a minute apart, into a Prometheus test storage and
+// evaluates every dashboard query and recording rule with Prometheus' engine at the second:
+// each must return at least one series. A metric that exists but a label matcher that matches
+// none of its series (a wrong label name or value) shows up here as an empty panel would.
+func queriesReturnData(t *testing.T, scrapes [2]map[string]*dto.MetricFamily) {
+	t.Helper()
+	series := map[string][2]string{} // series in PromQL notation -> its two values
+	for i, fams := range scrapes {
+		samples, err := expfmt.ExtractSamples(&expfmt.DecodeOptions{Timestamp: model.Now()}, slices.Collect(maps.Values(fams))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range samples {
+			name := string(s.Metric[model.MetricNameLabel])
+			var ls []string
+			for _, l := range slices.Sorted(maps.Keys(s.Metric)) {
+				if l != model.MetricNameLabel {
+					ls = append(ls, string(l)+"="+strconv.Quote(string(s.Metric[l])))
+				}
+			}
+			key := name + "{" + strings.Join(ls, ",") + "}"
+			v := series[key]
+			if v[0] == "" {
+				v = [2]string{"_", "_"} // "_": no sample at that step
+			}
+			v[i] = strconv.FormatFloat(float64(s.Value), 'g', -1, 64)
+			series[key] = v
+		}
+	}
+	var load strings.Builder
+	load.WriteString("load 1m\n")
+	for _, key := range slices.Sorted(maps.Keys(series)) {
+		load.WriteString("  " + key + " " + series[key][0] + " " + series[key][1] + "\n")
+	}
+	storage := promqltest.LoadedStorage(t, load.String())
+	defer storage.Close()
+	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+
+	eval := func(where, expr string) {
+		q, err := engine.NewInstantQuery(context.Background(), storage, nil, expr, time.Unix(60, 0))
+		if err != nil {
+			t.Errorf("%s: %v", where, err)
+			return
+		}
+		defer q.Close()
+		res := q.Exec(context.Background())
+		if res.Err != nil {
+			t.Errorf("%s: %v", where, res.Err)
+			return
+		}
+		if vec, err := res.Vector(); err != nil || len(vec) == 0 {
+			t.Errorf("%s returns no data on a running app: %s", where, expr)
+		}
+	}
+	_, qs := loadDashboard(t)
+	for _, q := range qs {
+		if !strings.HasPrefix(q.where, "variable ") {
+			eval("dashboard "+q.where, substitute(q.expr))
+		}
+	}
+	for _, g := range loadRules(t).Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				eval("recording rule "+r.Record, r.Expr)
+			}
 		}
 	}
 }
@@ -180,9 +250,9 @@ func buildApp(t *testing.T) string {
 
 // scrapeRunningApp builds cmd/voting, runs `voting all` on free loopback ports with a
 // throwaway data directory, waits until it is ready, casts two good votes (form and JSON) and
-// one refused vote, waits for the results to count them, and returns the parsed /metrics of
-// the admin port.
-func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
+// one refused vote, waits for the results to count them, and scrapes the admin port; then
+// does it all again for a second scrape. It returns both scrapes, parsed.
+func scrapeRunningApp(t *testing.T) [2]map[string]*dto.MetricFamily {
 	t.Helper()
 	bin := buildApp(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -190,12 +260,17 @@ func scrapeRunningApp(t *testing.T) map[string]*dto.MetricFamily {
 		return []string{"--data-dir=" + dataDir, "--vote-addr=" + p[0], "--result-addr=" + p[1], "--admin-addr=" + p[2]}
 	})
 	vote, result, admin := "http://"+addrs[0], "http://"+addrs[1], "http://"+addrs[2]
-	castVotes(t, vote)
-	waitFor(t, "the results to count both votes", func() bool {
-		body, code := get(t, result+"/api/results")
-		return code == http.StatusOK && strings.Contains(body, `"total":2`)
-	})
-	return scrape(t, admin)
+	var scrapes [2]map[string]*dto.MetricFamily
+	for i := range scrapes {
+		castVotes(t, vote)
+		total := fmt.Sprintf(`"total":%d`, 2*(i+1))
+		waitFor(t, "the results to count "+total, func() bool {
+			body, code := get(t, result+"/api/results")
+			return code == http.StatusOK && strings.Contains(body, total)
+		})
+		scrapes[i] = scrape(t, admin)
+	}
+	return scrapes
 }
 
 var client = &http.Client{Timeout: 5 * time.Second}
