@@ -257,7 +257,9 @@ func scrapeRunningApp(t *testing.T) [2]map[string]*dto.MetricFamily {
 	bin := buildApp(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	addrs := startProcess(t, bin, "all", 3, func(p []string) []string {
-		return []string{"--data-dir=" + dataDir, "--vote-addr=" + p[0], "--result-addr=" + p[1], "--admin-addr=" + p[2]}
+		// A rate limit far above what the test casts, so that its counter is exported too.
+		return []string{"--data-dir=" + dataDir, "--vote-addr=" + p[0], "--result-addr=" + p[1], "--admin-addr=" + p[2],
+			"--rate-limit=1000", "--rate-burst=1000"}
 	})
 	vote, result, admin := "http://"+addrs[0], "http://"+addrs[1], "http://"+addrs[2]
 	var scrapes [2]map[string]*dto.MetricFamily
