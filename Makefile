@@ -78,6 +78,7 @@ lint:
 	$(GO) vet ./...
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(TOOLS)/staticcheck ./...
+	scripts/actionlint
 
 ## vuln: govulncheck against the vulnerability database from the Go module proxy (works
 ## offline); fails on a called vulnerability of a third-party module, lists the standard
