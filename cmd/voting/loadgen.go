@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		asJSON   bool
 		quiet    bool
 		duration time.Duration
+		cpuprof  string
 	)
 	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter. With --ws-url and --ws-clients it also holds WebSocket clients open\non the result service and reports vote → push latency: from each vote's 2xx to the first\nmessage on each client whose total counts it (every vote a new voter; nothing else may vote\nmeanwhile). A progress bar is drawn when stderr is a terminal; the summary goes to stdout.")
 	fs.StringVar(&cfg.URL, "url", "http://localhost:8080", "the vote service")
@@ -32,10 +34,12 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.Float64Var(&cfg.Reuse, "reuse", 0, "share of votes cast by a returning voter (0 to 1)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "votes per second (0: as fast as possible)")
 	fs.BoolVar(&cfg.JSON, "api", false, "POST JSON to /api/vote instead of the form to /")
+	fs.BoolVar(&cfg.Raw, "raw", false, "use a minimal HTTP/1.1 client (plain http) that costs a fraction of the standard one's CPU, to measure a service on the same machine")
 	fs.BoolVar(&seed, "seed", false, "cast the original's seed votes (overrides --votes, --weights, --reuse)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "print no progress")
 	fs.DurationVar(&duration, "max-duration", 10*time.Minute, "stop after this long whatever is left")
+	fs.StringVar(&cpuprof, "cpuprofile", "", "write the load generator's own CPU profile to this file (to tell its cost from the service's)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on one request")
 	fs.StringVar(&cfg.WSURL, "ws-url", "", "the result service, e.g. http://localhost:8081, for --ws-clients")
 	fs.IntVar(&cfg.WSClients, "ws-clients", 0, "WebSocket clients to hold open on --ws-url while voting, to measure vote → push latency")
@@ -59,6 +63,17 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
+	if cpuprof != "" {
+		f, err := os.Create(cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var progress func(int)
 	if !quiet && isTerminal(env.stderr) {
 		bar := startBar(env.stderr, cfg.Votes)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,7 @@ type fakeApp struct {
 	voters atomic.Int64
 }
 
-func newFakeApp(t *testing.T, initial int64) *httptest.Server {
+func newFakeApp(t *testing.T, initial int64) (*httptest.Server, *fakeApp) {
 	a := &fakeApp{}
 	a.total.Store(initial)
 	a.change = sync.NewCond(&a.mu)
@@ -33,11 +34,22 @@ func newFakeApp(t *testing.T, initial int64) *httptest.Server {
 			http.Error(w, "no vote", http.StatusBadRequest)
 			return
 		}
-		http.SetCookie(w, &http.Cookie{Name: "voter_id", Value: fmt.Sprint("v", a.voters.Add(1))})
+		id := r.Header.Get("Cookie")
+		if id == "" {
+			id = fmt.Sprint("v", a.voters.Add(1))
+			http.SetCookie(w, &http.Cookie{Name: "voter_id", Value: id, Path: "/", HttpOnly: true})
+		}
 		a.mu.Lock()
 		a.total.Add(1)
 		a.change.Broadcast()
 		a.mu.Unlock()
+		// A page as the vote service answers (over 2 KiB without a length: chunked) for a,
+		// a short one (with a Content-Length) for b, so both framings are read.
+		if r.PostForm.Get("vote") == "a" {
+			_, _ = w.Write([]byte(strings.Repeat("<p>voted</p>", 500)))
+		} else {
+			_, _ = w.Write([]byte("voted"))
+		}
 	})
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
@@ -71,15 +83,26 @@ func newFakeApp(t *testing.T, initial int64) *httptest.Server {
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, a
 }
 
 func TestRunSeedShares(t *testing.T) {
-	srv := newFakeApp(t, 0)
-	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 3000, Concurrency: 16,
+	for _, raw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) { testSeedShares(t, raw) })
+	}
+}
+
+func testSeedShares(t *testing.T, raw bool) {
+	srv, _ := newFakeApp(t, 0)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 3000, Concurrency: 16, Raw: raw,
 		Weights: []Weight{{"a", 2}, {"b", 1}}}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for voter := range rep.Final {
+		if !strings.HasPrefix(voter, "v") {
+			t.Fatalf("voter id %q: want the id from the service's cookie", voter)
+		}
 	}
 	if rep.Accepted != 3000 || rep.AcceptedByOption["a"] != 2000 || rep.AcceptedByOption["b"] != 1000 || rep.Failed != 0 {
 		t.Fatalf("got %d accepted (%v), %d failed; want 3000: 2000 a, 1000 b", rep.Accepted, rep.AcceptedByOption, rep.Failed)
@@ -91,7 +114,7 @@ func TestRunSeedShares(t *testing.T) {
 
 func TestRunPush(t *testing.T) {
 	const clients, votes = 8, 400
-	srv := newFakeApp(t, 1000) // votes from before the run are not counted
+	srv, _ := newFakeApp(t, 1000) // votes from before the run are not counted
 	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: votes, Concurrency: 8, Rate: 2000,
 		Weights: []Weight{{"a", 1}}, WSURL: srv.URL, WSClients: clients}, nil)
 	if err != nil {
@@ -164,5 +187,34 @@ func TestWSURL(t *testing.T) {
 	}
 	if _, err := wsURL("ftp://x"); err == nil {
 		t.Error("wsURL(ftp://x): want an error")
+	}
+}
+
+// TestRunRawReuse checks that the raw client sends the voter's cookie back: returning voters
+// get no new id.
+func TestRunRawReuse(t *testing.T) {
+	srv, app := newFakeApp(t, 0)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 2000, Concurrency: 4, Raw: true, Reuse: 0.5,
+		SerialVoters: true, Weights: []Weight{{"a", 1}, {"b", 1}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 2000 || len(rep.Final) >= 1500 || len(rep.Final) < 500 {
+		t.Fatalf("%d accepted, %d voters; want 2000 votes from about 1000 voters", rep.Accepted, len(rep.Final))
+	}
+	if n := app.voters.Load(); n != int64(len(rep.Final)) {
+		t.Fatalf("the service made %d voter ids for %d voters: returning voters did not send their cookie", n, len(rep.Final))
+	}
+}
+
+func TestRunRawRefused(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // nothing listens there now
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 3, Concurrency: 1, Raw: true, Weights: []Weight{{"a", 1}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 3 || rep.ByStatus["error"] != 3 || rep.FirstError == "" {
+		t.Fatalf("report %+v: want 3 failed with an error", rep)
 	}
 }
