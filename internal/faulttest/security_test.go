@@ -316,6 +316,27 @@ func TestPublicSurface(t *testing.T) {
 		}
 	})
 
+	t.Run("cross-origin websocket", func(t *testing.T) {
+		// Another site's page may not read the results stream in a visitor's browser.
+		for origin, want := range map[string]int{"https://evil.example": 403, resultURL: 101, "": 101} {
+			req, _ := http.NewRequest("GET", resultURL+"/ws", nil)
+			for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="} {
+				req.Header.Set(k, v)
+			}
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close() // an accepted socket stays open until closed
+			if resp.StatusCode != want {
+				t.Errorf("WebSocket handshake with Origin %q: got %d, want %d", origin, resp.StatusCode, want)
+			}
+		}
+	})
+
 	t.Run("secure cookies", func(t *testing.T) {
 		resp, _ := do("POST", voteURL+"/", "vote=a", map[string]string{"X-Forwarded-Proto": "https"})
 		for _, c := range resp.Cookies() {
