@@ -393,17 +393,20 @@ func TestPublicSurface(t *testing.T) {
 		}
 		alice := map[string]string{"X-Forwarded-For": "203.0.113.7"}
 		bob := map[string]string{"X-Forwarded-For": "198.51.100.9"}
+		start := time.Now()
 		one := count(limited, alice, 20)
-		if one[200] < 5 || one[200] > 7 || one[429] < 13 {
-			t.Errorf("one client, 20 quick votes, burst 5 at 1/s: got %v, want about 5 accepted and the rest 429", one)
+		// 5 at once, then 1 a second: a slow machine may earn a few more while it sends.
+		if most := 5 + int(time.Since(start).Seconds()+1); one[200] < 5 || one[200] > most {
+			t.Errorf("one client, 20 quick votes, burst 5 at 1/s: got %v, want 5 to %d accepted and the rest 429", one, most)
 		}
 		if got := count(limited, bob, 3); got[200] != 3 {
 			t.Errorf("another client behind the same proxy: got %v, want all 3 accepted", got)
 		}
 		// From an untrusted peer, X-Forwarded-For is the client's own claim: ignored.
+		start = time.Now()
 		forged := count(untrusted, map[string]string{"X-Forwarded-For": "192.0.2.1"}, 6)
 		forged2 := count(untrusted, map[string]string{"X-Forwarded-For": "192.0.2.2"}, 6)
-		if forged[200]+forged2[200] > 7 {
+		if forged[200]+forged2[200] > 5+int(time.Since(start).Seconds()+1) {
 			t.Errorf("forged X-Forwarded-For from an untrusted peer: got %v and %v, want one bucket of about 5", forged, forged2)
 		}
 		if resp, _ := do("GET", limited+"/", "", alice); resp.StatusCode != http.StatusOK {
