@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -12,10 +13,15 @@ import (
 var (
 	binary   string // the voting binary, built once
 	tempRoot string // world-readable, so PostgreSQL's user can reach its directories
-	skipWhy  string // why the servers or the binary are missing, or ""
+	skipWhy  string // why the servers or the go command are missing, or ""
+	setupErr error  // the binary did not build
+
+	setupOnce sync.Once
 )
 
-// TestMain builds the binary once and makes the PostgreSQL template, then runs the tests.
+// TestMain makes the temporary root, runs the tests, and removes it. The binary and the
+// PostgreSQL template are made by the first test that needs them, so that a run that selects
+// no fault test costs nothing.
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -32,7 +38,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	tempRoot = root
-	skipWhy = setup(root)
 	return m.Run()
 }
 
@@ -50,8 +55,7 @@ func setup(root string) string {
 	binary = filepath.Join(root, "voting")
 	cmd := exec.Command(gobin, "build", "-o", binary, "github.com/votingapp/voting/cmd/voting")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		return "go build failed"
+		setupErr = fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return ""
 }
@@ -60,6 +64,13 @@ func setup(root string) string {
 // instead under CI, where a skipped fault test would hide a missing check.
 func requireSetup(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("fault tests take minutes: skipped with -short")
+	}
+	setupOnce.Do(func() { skipWhy = setup(tempRoot) })
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
 	if skipWhy == "" {
 		return
 	}
