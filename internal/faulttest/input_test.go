@@ -68,9 +68,16 @@ func rss(pid int) int {
 // clients are served throughout.
 func TestAbusiveClients(t *testing.T) {
 	sys := newSystem(t, "everysec")
-	v, voteURL := sys.vote()
-	sys.worker()
-	res, resultURL := sys.result()
+	// The largest poll there may be: 12 options with 64-character labels make each snapshot
+	// about 1.5 KiB, so that a client that never reads fills its socket buffers quickly.
+	var opts []string
+	for i := range 12 {
+		opts = append(opts, fmt.Sprintf("%c=%s", 'a'+i, strings.Repeat(string(rune('A'+i)), 64)))
+	}
+	poll := "--options=" + strings.Join(opts, ",")
+	v, voteURL := sys.vote(poll)
+	sys.worker("--batch-size=1") // a commit, hence a snapshot, per vote
+	res, resultURL := sys.result(poll)
 
 	t.Run("oversized", func(t *testing.T) {
 		big := bytes.Repeat([]byte("x"), 10<<20)
@@ -243,8 +250,10 @@ func TestAbusiveClients(t *testing.T) {
 		c := rawWebSocket(t, strings.TrimPrefix(resultURL, "http://"))
 		defer c.Close()
 		reader := dialWS(t, resultURL)
-		// Many snapshots: every batch the worker commits makes one.
-		l := startLoad(t, voteURL, 5000, func(c *loadgen.Config) { c.Concurrency = 4 })
+		// Many snapshots: the worker commits each vote alone, and each commit makes one.
+		// 8,000 of about 1.5 KiB are 12 MiB, three times what Linux lets a socket buffer
+		// (net.ipv4.tcp_wmem's 4 MiB maximum by default).
+		l := startLoad(t, voteURL, 8000, func(c *loadgen.Config) { c.Concurrency = 4 })
 		l.wait()
 		sys.drain(time.Minute)
 		want := sys.storeTotal()
@@ -265,7 +274,19 @@ func TestAbusiveClients(t *testing.T) {
 		if !res.ready() || !v.ready() {
 			t.Errorf("a service is not ready after the non-reading client")
 		}
-		t.Logf("non-reading WebSocket: the reading client got the final total %d; result RSS %d KiB", want, rss(res.pid()))
+		// Its socket buffers full, the write to it times out after 5 s and it is dropped.
+		start := time.Now()
+		dropped := metricLine(t, res.admin, "voting_websocket_clients_dropped_total")
+		for dropped == "voting_websocket_clients_dropped_total 0" && time.Since(start) < 15*time.Second {
+			time.Sleep(100 * time.Millisecond)
+			dropped = metricLine(t, res.admin, "voting_websocket_clients_dropped_total")
+		}
+		_, msgs, _ := reader.state()
+		if dropped == "voting_websocket_clients_dropped_total 0" {
+			t.Errorf("the client that never reads was not dropped within 15s of the load")
+		}
+		t.Logf("non-reading WebSocket: the reading client got %d snapshots and the final total %d; result RSS %d KiB; %s (%v after the load)",
+			msgs, want, rss(res.pid()), dropped, time.Since(start).Round(time.Millisecond))
 	})
 
 	for _, s := range []*service{v, res} {
@@ -301,4 +322,21 @@ func rawWebSocket(t *testing.T, addr string) net.Conn {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
 	return c
+}
+
+// metricLine returns the line of name in the service's /metrics, or "".
+func metricLine(t *testing.T, admin, name string) string {
+	t.Helper()
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return line
+		}
+	}
+	return ""
 }
