@@ -15,7 +15,7 @@ GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 # and Prometheus never enter the app's go.mod.
 DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
 
-.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose image up down seed screenshots lint vuln clean
+.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose test-faults fuzz image up down seed screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -65,6 +65,16 @@ down:
 ## seed: cast the original's 3000 votes against the compose deployment
 seed:
 	scripts/compose --profile seed run --rm seed
+
+## test-faults: the fault tests alone (they start their own Redis and PostgreSQL)
+test-faults:
+	$(GO) test -count=1 -v ./internal/faulttest
+
+FUZZTIME ?= 30s
+## fuzz: run each fuzz target for FUZZTIME (the suite runs their seed corpora)
+fuzz:
+	@for t in internal/voting:FuzzDecodeMessage internal/voting:FuzzParseOptions internal/vote:FuzzFormVote internal/vote:FuzzAPIVote internal/vote:FuzzVoterCookie cmd/voting:FuzzSettings; do \
+	  $(GO) test -run='^$$' -fuzz="^$${t##*:}\$$" -fuzztime=$(FUZZTIME) ./$${t%%:*} || exit 1; done
 
 ## screenshots: refresh docs/screenshots from the browser tests
 screenshots:
