@@ -218,3 +218,17 @@ func TestRunRawRefused(t *testing.T) {
 		t.Fatalf("report %+v: want 3 failed with an error", rep)
 	}
 }
+
+// TestRunRate checks that the schedule holds votes back: the last of 200 votes at 1000/s is
+// not sent before 199 ms. (Only the lower bound is checked; a busy machine may be slower.)
+func TestRunRate(t *testing.T) {
+	srv, _ := newFakeApp(t, 0)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 200, Concurrency: 8, Rate: 1000, Raw: true,
+		Weights: []Weight{{"a", 1}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 200 || rep.Duration < 199*time.Millisecond {
+		t.Fatalf("%d accepted in %v; want 200 taking at least 199ms", rep.Accepted, rep.Duration)
+	}
+}
