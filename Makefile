@@ -35,7 +35,7 @@ test-go:
 
 ## test-deploy: compose file, Dockerfile, Kubernetes manifests, Helm chart, dashboards and alerts
 test-deploy:
-	@for m in $(DEPLOY_MODULES); do echo "== $$m"; (cd $$m && ../../$(GO) vet ./... && ../../$(GO) test -count=1 ./...) || exit 1; done
+	scripts/with-servers sh -c 'for m in $(DEPLOY_MODULES); do echo "== $$m"; (cd $$m && ../../$(GO) vet ./... && ../../$(GO) test -count=1 ./...) || exit 1; done'
 
 ## manifests: render and validate the kustomize and Helm deployments (no cluster)
 manifests:
