@@ -15,7 +15,7 @@ GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 # and Prometheus never enter the app's go.mod.
 DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
 
-.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose test-faults fuzz image up down seed screenshots lint vuln clean
+.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose test-faults fuzz bench bench-smoke image up down seed screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -27,7 +27,7 @@ build:
 
 ## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
 ## headless Chromium, the deployment files, and a real kube-apiserver
-test: lint vuln test-go test-deploy e2e-apiserver e2e-compose
+test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose
 
 ## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
@@ -75,6 +75,15 @@ FUZZTIME ?= 30s
 fuzz:
 	@for t in internal/voting:FuzzDecodeMessage internal/voting:FuzzParseOptions internal/vote:FuzzFormVote internal/vote:FuzzAPIVote internal/vote:FuzzVoterCookie cmd/voting:FuzzSettings; do \
 	  $(GO) test -run='^$$' -fuzz="^$${t##*:}\$$" -fuzztime=$(FUZZTIME) ./$${t%%:*} || exit 1; done
+
+## bench: every performance target next to its ceiling, on its own Redis and PostgreSQL
+## (minutes; see docs/performance.md)
+bench:
+	scripts/bench
+
+## bench-smoke: scripts/bench at toy sizes (about 30 s): checks that `make bench` runs, never how fast
+bench-smoke:
+	scripts/bench --smoke
 
 ## screenshots: refresh docs/screenshots from the browser tests
 screenshots:
