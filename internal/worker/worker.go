@@ -94,26 +94,41 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 
 // Run consumes until ctx is done or the queue is closed and drained. When ctx is done it
 // takes no new votes but finishes the batch in flight.
+//
+// The next batch is received while the current one is recorded: the queue's round trip and
+// the store's transaction overlap instead of taking turns, which is most of what one worker
+// can gain (a worker then holds at most two batches).
 func (w *Worker) Run(ctx context.Context) error {
+	batches := make(chan []voting.Delivery, 1)
+	go w.receive(ctx, batches)
+	for ds := range batches {
+		w.handle(ctx, ds)
+	}
+	return nil
+}
+
+// receive hands batches to Run until ctx is done or the queue is closed and drained, then
+// closes the channel.
+func (w *Worker) receive(ctx context.Context, batches chan<- []voting.Delivery) {
+	defer close(batches)
 	backoff := newBackoff()
 	for ctx.Err() == nil {
 		ds, err := w.consumer.Receive(ctx, w.cfg.BatchSize)
+		if len(ds) > 0 {
+			// Run takes every batch until the channel is closed, so what was received
+			// is recorded even when the worker is stopping now.
+			batches <- ds
+		}
 		switch {
-		case errors.Is(err, voting.ErrClosed):
-			return nil
-		case ctx.Err() != nil:
-			// Stopping; deliveries received just now are left unacknowledged and come
-			// back after the claim timeout.
-			return nil
+		case errors.Is(err, voting.ErrClosed), ctx.Err() != nil:
+			return
 		case err != nil:
 			w.log.Error("receive votes", "err", err)
 			backoff.wait(ctx)
 			continue
 		}
 		backoff.reset()
-		w.handle(ctx, ds)
 	}
-	return nil
 }
 
 // handle records a batch and acknowledges it. A store that is unavailable is retried with
