@@ -318,7 +318,7 @@ func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder)
 }
 
 func (s *settings) addResult(p *process, st result.Store, env *cmdEnv) error {
-	svc, err := result.New(result.Config{Options: s.pollOptions(env), PollInterval: s.pollInterval, Instance: instance()}, st, p.log, p.reg)
+	svc, err := result.New(result.Config{Options: s.pollOptions(env), PollInterval: s.pollInterval, Instance: instance(), Tracer: p.tracerFor("result")}, st, p.log, p.reg)
 	if err != nil {
 		return err
 	}

@@ -154,8 +154,15 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 		if _, err := tx.Exec(ctx, recordLockSQL); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, recordSQL, ids, opts, ats)
-		return err
+		if _, err := tx.Exec(ctx, recordSQL, ids, opts, ats); err != nil {
+			return err
+		}
+		if tp := voting.NewestTraceParent(votes); tp != "" {
+			_, err := tx.Exec(ctx, `INSERT INTO tally_trace (traceparent) VALUES ($1)
+				ON CONFLICT (id) DO UPDATE SET traceparent = EXCLUDED.traceparent`, tp)
+			return err
+		}
+		return nil
 	})
 	return classify("record votes", err)
 }
@@ -163,7 +170,7 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 // Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
 // the number of options, not votes. Options whose count is 0 are left out.
 func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
-	rows, err := s.pool.Query(ctx, "SELECT option, count, last_voted_at FROM vote_counts")
+	rows, err := s.pool.Query(ctx, "SELECT option, count, last_voted_at, t.traceparent FROM vote_counts LEFT JOIN tally_trace AS t ON true")
 	if err != nil {
 		return voting.Tally{}, classify("tally", err)
 	}
@@ -171,7 +178,11 @@ func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
 	var option string
 	var n int64
 	var last *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&option, &n, &last}, func() error {
+	var trace *string
+	_, err = pgx.ForEachRow(rows, []any{&option, &n, &last, &trace}, func() error {
+		if trace != nil {
+			t.NewestTrace = *trace
+		}
 		if n != 0 {
 			t.Counts[option] = n
 		}

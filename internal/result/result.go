@@ -13,7 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
 )
@@ -26,6 +30,9 @@ type Config struct {
 	// page can get if a signal is ever lost (e.g. while the listener reconnects).
 	PollInterval time.Duration
 	Instance     string
+	// Tracer makes the push span, in the trace of the newest vote the push shows; nil means
+	// no tracing.
+	Tracer trace.Tracer
 }
 
 // Store is what the result service reads.
@@ -58,6 +65,9 @@ type Service struct {
 func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if len(cfg.Options) < 2 {
 		return nil, fmt.Errorf("result: want at least 2 options, got %d", len(cfg.Options))
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second
@@ -122,7 +132,7 @@ func (s *Service) Run(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 		}
-		if b, newest, err := s.read(ctx); err != nil {
+		if b, t, err := s.read(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -131,16 +141,25 @@ func (s *Service) Run(ctx context.Context) error {
 		} else if !bytes.Equal(b, last) {
 			first := last == nil
 			last = b
+			fresh := !first && t.Newest.After(lastNewest) // the first read after a start shows old votes
+			var span trace.Span
+			if fresh && t.NewestTrace != "" {
+				_, span = s.cfg.Tracer.Start(telemetry.ExtractTraceParent(ctx, t.NewestTrace), "push result",
+					trace.WithAttributes(attribute.Int("voting.websocket.clients", s.hub.clients())))
+			}
 			s.dropped.Add(float64(s.hub.publish(b)))
+			if span != nil {
+				span.End()
+			}
 			notBefore = time.Now().Add(pace(s.hub.clients()))
 			if first {
 				close(s.firstTally)
 			}
-			if newest.After(lastNewest) {
-				if !lastNewest.IsZero() { // the first read after a start shows old votes
-					s.toPush.Observe(time.Since(newest).Seconds())
+			if t.Newest.After(lastNewest) {
+				if fresh {
+					s.toPush.Observe(time.Since(t.Newest).Seconds())
 				}
-				lastNewest = newest
+				lastNewest = t.Newest
 			}
 		}
 		select {
@@ -155,17 +174,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// read returns the encoded result and the time of the newest vote it counts.
-func (s *Service) read(ctx context.Context) ([]byte, time.Time, error) {
+// read returns the encoded result and the tally it comes from.
+func (s *Service) read(ctx context.Context) ([]byte, voting.Tally, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	t, err := s.store.Tally(ctx)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, voting.Tally{}, err
 	}
 	s.updated.SetToCurrentTime()
 	b, err := json.Marshal(s.cfg.Options.Result(t.Counts))
-	return b, t.Newest, err
+	return b, t, err
 }
 
 // Ready reports whether the service has a tally to show; readiness includes it so that a

@@ -174,13 +174,19 @@ func (s *Store) record(ctx context.Context, votes []voting.Vote) (changed bool, 
 			changed = true
 		}
 	}
+	if tp := voting.NewestTraceParent(votes); tp != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tally_trace (id, traceparent) VALUES (1, ?)
+			ON CONFLICT (id) DO UPDATE SET traceparent = excluded.traceparent`, tp); err != nil {
+			return false, err
+		}
+	}
 	return changed, tx.Commit()
 }
 
 // Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
 // the number of options, not votes. Options whose count is 0 are left out.
 func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT option, count, last_voted_at FROM vote_counts")
+	rows, err := s.r.QueryContext(ctx, "SELECT option, count, last_voted_at, t.traceparent FROM vote_counts LEFT JOIN tally_trace AS t ON 1")
 	if err != nil {
 		return voting.Tally{}, classify("tally", err)
 	}
@@ -190,9 +196,11 @@ func (s *Store) Tally(ctx context.Context) (voting.Tally, error) {
 		var option string
 		var n int64
 		var last sql.NullInt64
-		if err := rows.Scan(&option, &n, &last); err != nil {
+		var trace sql.NullString
+		if err := rows.Scan(&option, &n, &last, &trace); err != nil {
 			return voting.Tally{}, classify("tally", err)
 		}
+		t.NewestTrace = trace.String
 		if n != 0 {
 			t.Counts[option] = n
 		}

@@ -162,6 +162,24 @@ type Tally struct {
 	// Newest is the time of the newest vote that changed the counts, zero when unknown. The
 	// result service measures vote-to-screen latency with it.
 	Newest time.Time
+	// NewestTrace is the trace context (W3C traceparent) of the newest traced vote
+	// recorded, "" when tracing is off: the result's push joins that vote's trace.
+	NewestTrace string
+}
+
+// NewestTraceParent returns the trace context of the newest of the votes that carry one, or
+// "" when none does.
+func NewestTraceParent(votes []Vote) string {
+	var newest *Vote
+	for i := range votes {
+		if votes[i].TraceParent != "" && (newest == nil || votes[i].Newer(*newest)) {
+			newest = &votes[i]
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.TraceParent
 }
 
 // Tallier reads the tally. The cost does not grow with the number of votes stored.

@@ -60,6 +60,22 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		wantNewest(vote("v2", "b", 5).At)
 		mustRecord(ctx, t, s, vote("v1", "b", 9)) // a voter changes their vote
 		wantNewest(vote("v1", "b", 9).At)
+
+		// The trace context of the newest traced vote comes with the tally.
+		traced := func(voter string, n int, tp string) voting.Vote {
+			v := vote(voter, "a", n)
+			v.TraceParent = tp
+			return v
+		}
+		const tp1, tp2 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		mustRecord(ctx, t, s, traced("v5", 11, tp2), traced("v6", 10, tp1), vote("v7", "a", 12))
+		tally, err := s.Tally(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tally.NewestTrace != tp2 {
+			t.Fatalf("Tally.NewestTrace = %q, want the newest traced vote's %q", tally.NewestTrace, tp2)
+		}
 	})
 
 	t.Run("NewestWins", func(t *testing.T) {
