@@ -1,42 +1,16 @@
 package sqlitestore
 
 import (
-	"context"
-	"fmt"
-	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/voting/votingtest"
 )
 
-// BenchmarkRecord records batches as the worker does: 500 votes (its default batch size,
-// the rate under load) and 1 vote (one commit per vote, the latency when idle), a mix of
-// first votes and changed votes among a million voters. It reports votes per second.
+// BenchmarkRecord: see votingtest.BenchmarkRecord.
 func BenchmarkRecord(b *testing.B) {
-	for _, batch := range []int{500, 1} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s, _ := newTestStore(b)
-			ctx := context.Background()
-			rng := rand.New(rand.NewPCG(1, 2))
-			options := []string{"a", "b", "c"}
-			start := voting.Now()
-			n := 0
-			for b.Loop() {
-				votes := make([]voting.Vote, batch)
-				for i := range votes {
-					n++
-					votes[i] = voting.Vote{
-						VoterID: fmt.Sprintf("voter-%d", rng.IntN(1_000_000)),
-						Option:  options[rng.IntN(len(options))],
-						At:      start.Add(time.Duration(n) * time.Microsecond),
-					}
-				}
-				if err := s.Record(ctx, votes); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "votes/s")
-		})
-	}
+	votingtest.BenchmarkRecord(b, func(b *testing.B) voting.Recorder {
+		s, _ := newTestStore(b)
+		return s
+	})
 }
