@@ -28,6 +28,7 @@ func TestEveryTargetRendersAndDecodesStrictly(t *testing.T) {
 		"kustomize-base", "kustomize-overlays-dev", "kustomize-overlays-prod",
 		"kustomize-tests-dev-all-components", "kustomize-tests-external-redis",
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
+		"kustomize-tests-read-only-result", "kustomize-tests-external-postgres-read-only",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
 	} {
 		if !names[want] {
@@ -125,12 +126,13 @@ func TestHelmRefusesAmbiguousDatastores(t *testing.T) {
 func TestExternalDatastores(t *testing.T) {
 	type want struct{ redisSecret, postgresSecret string } // "" = in-cluster
 	cases := map[string]want{
-		"kustomize-tests-external-redis":    {redisSecret: "voting-external-redis"},
-		"kustomize-tests-external-postgres": {postgresSecret: "voting-external-postgres"},
-		"kustomize-tests-external-both":     {"voting-external-redis", "voting-external-postgres"},
-		"helm-external-secret":              {"voting-datastores", "voting-datastores"},
-		"helm-external-url":                 {"voting-credentials", "voting-credentials"},
-		"helm-bitnami":                      {"redis", "postgresql"},
+		"kustomize-tests-external-redis":              {redisSecret: "voting-external-redis"},
+		"kustomize-tests-external-postgres":           {postgresSecret: "voting-external-postgres"},
+		"kustomize-tests-external-both":               {"voting-external-redis", "voting-external-postgres"},
+		"kustomize-tests-external-postgres-read-only": {postgresSecret: "voting-external-postgres"},
+		"helm-external-secret":                        {"voting-datastores", "voting-datastores"},
+		"helm-external-url":                           {"voting-credentials", "voting-credentials"},
+		"helm-bitnami":                                {"redis", "postgresql"},
 	}
 	for name, w := range cases {
 		r := target(t, name)

@@ -69,6 +69,13 @@ of rendering an app that cannot connect.
 {{- fail (printf "%s.enabled is false: set exactly one of %s.external.url, %s.external.existingSecret or %s.external.host" $name $name $name $name) -}}
 {{- end -}}
 {{- end -}}
+{{- $pg := .Values.postgres -}}
+{{- if and $pg.external.resultUrlKey (or $pg.enabled (not $pg.external.existingSecret)) -}}
+{{- fail "postgres.external.resultUrlKey names a key of postgres.external.existingSecret: set it only with existingSecret (otherwise use postgres.external.resultUrl)" -}}
+{{- end -}}
+{{- if and $pg.external.resultUrl (not $pg.enabled) $pg.external.existingSecret -}}
+{{- fail "postgres.external.existingSecret is set: put result's URL into that Secret and name its key in postgres.external.resultUrlKey instead of postgres.external.resultUrl" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -145,6 +152,30 @@ host and a password Secret (Kubernetes expands $(REDIS_PASSWORD) in the value).
 {{- else }}
 - name: VOTING_POSTGRES_URL
   value: "postgres://{{ $ext.username }}@{{ $ext.host }}:{{ $ext.port }}/{{ $ext.database }}?sslmode={{ $ext.sslmode }}"
+{{- end }}
+{{- end -}}
+
+{{/*
+Environment of the result container (not its migrate initContainer): the writer's URL unless
+postgres.external.resultUrl (any mode but existingSecret) or resultUrlKey (existingSecret)
+gives result its own, e.g. a read-only role's (docs/reliability.md).
+*/}}
+{{- define "voting.resultPostgresEnv" -}}
+{{- $ext := .Values.postgres.external -}}
+{{- if and (not .Values.postgres.enabled) $ext.existingSecret $ext.resultUrlKey }}
+- name: VOTING_POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ext.existingSecret }}
+      key: {{ $ext.resultUrlKey }}
+{{- else if $ext.resultUrl }}
+- name: VOTING_POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voting.secretName" . }}
+      key: result-postgres-url
+{{- else }}
+{{- include "voting.postgresEnv" . }}
 {{- end }}
 {{- end -}}
 
