@@ -1,20 +1,17 @@
 package browsertest
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/votingapp/voting/internal/proctest"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", os.Getenv("VOTING_UPDATE_SCREENSHOTS") != "",
@@ -40,10 +37,8 @@ func runMain(m *testing.M) int {
 		defer os.RemoveAll(dir)
 		// The real binary, so the pages are tested with exactly the wiring, middleware and
 		// Content-Security-Policy that people get.
-		binary = filepath.Join(dir, "voting")
-		cmd := exec.Command("go", "build", "-o", binary, "github.com/votingapp/voting/cmd/voting")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build voting: %v\n%s", err, out)
+		if binary, err = proctest.Build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
@@ -86,14 +81,14 @@ type app struct {
 	voteAddr, resultAddr, adm string
 	cmd                       *exec.Cmd
 	exited                    chan struct{}
-	logs                      *syncBuffer
+	logs                      *proctest.Buffer
 }
 
 func startApp(t *testing.T) *app {
 	t.Helper()
 	requireBrowser(t) // the binary is built only when there is a browser to test it with
-	a := &app{t: t, dataDir: t.TempDir(), logs: &syncBuffer{}}
-	a.voteAddr, a.resultAddr, a.adm = freeAddr(t), freeAddr(t), freeAddr(t)
+	a := &app{t: t, dataDir: t.TempDir(), logs: &proctest.Buffer{}}
+	a.voteAddr, a.resultAddr, a.adm = proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 	a.start()
 	t.Cleanup(func() {
 		a.stop(syscall.SIGTERM)
@@ -102,17 +97,6 @@ func startApp(t *testing.T) *app {
 		}
 	})
 	return a
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // start runs the binary and waits until both pages answer.
@@ -188,21 +172,4 @@ func (a *app) postVote(option string) {
 	if resp.StatusCode != http.StatusOK {
 		a.t.Fatalf("vote %s: %s", option, resp.Status)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.TrimSpace(s.b.String())
 }

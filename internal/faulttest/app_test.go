@@ -1,7 +1,6 @@
 package faulttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,29 +9,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/votingapp/voting/internal/proctest"
 )
-
-// logBuffer collects a process's log lines; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // service is one `voting <command>` process started by a test.
 type service struct {
@@ -41,7 +23,7 @@ type service struct {
 	args  []string
 	env   []string
 	cmd   *exec.Cmd
-	logs  *logBuffer
+	logs  *proctest.Buffer
 	done  chan struct{}
 	code  int
 	admin string // http://127.0.0.1:port of the admin listener
@@ -51,8 +33,8 @@ type service struct {
 // It does not wait for readiness; waitReady does.
 func startService(t *testing.T, name string, env []string, args ...string) *service {
 	t.Helper()
-	adminPort := freePort(t)
-	s := &service{t: t, name: name, env: env, logs: &logBuffer{},
+	adminPort := proctest.FreePort(t)
+	s := &service{t: t, name: name, env: env, logs: &proctest.Buffer{},
 		admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 	s.args = append([]string{}, args...)
 	if args[0] != "migrate" {
@@ -215,7 +197,7 @@ func newSystemOn(t *testing.T, r *redisServer) *system {
 
 // vote starts `voting vote` on a fresh port and waits until it is ready.
 func (sys *system) vote(extra ...string) (*service, string) {
-	port := freePort(sys.t)
+	port := proctest.FreePort(sys.t)
 	s := startService(sys.t, "vote", nil, append([]string{"vote", "--redis-url=" + sys.redis.URL, "--stream=" + sys.stream,
 		"--vote-addr=127.0.0.1:" + strconv.Itoa(port), "--shutdown-timeout=20s"}, extra...)...)
 	s.waitReady(30 * time.Second)
@@ -233,7 +215,7 @@ func (sys *system) worker(extra ...string) *service {
 
 // result starts `voting result` and waits until it is ready.
 func (sys *system) result(extra ...string) (*service, string) {
-	port := freePort(sys.t)
+	port := proctest.FreePort(sys.t)
 	s := startService(sys.t, "result", nil, append([]string{"result", "--postgres-url=" + sys.pg.URL,
 		"--result-addr=127.0.0.1:" + strconv.Itoa(port), "--poll-interval=1s", "--shutdown-timeout=20s"}, extra...)...)
 	s.waitReady(30 * time.Second)

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/votingapp/voting/internal/proctest"
 )
 
 // Set by TestMain.
@@ -48,14 +49,9 @@ func setup(root string) string {
 	if err := initPGTemplate(root); err != nil {
 		return "PostgreSQL: " + err.Error()
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "no go command to build the binary with"
-	}
-	binary = filepath.Join(root, "voting")
-	cmd := exec.Command(gobin, "build", "-o", binary, "github.com/votingapp/voting/cmd/voting")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		setupErr = fmt.Errorf("go build: %v\n%s", err, out)
+	var err error
+	if binary, err = proctest.Build(root); err != nil {
+		setupErr = err
 	}
 	return ""
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/votingapp/voting/internal/loadgen"
+	"github.com/votingapp/voting/internal/proctest"
 )
 
 // Passwords that must never show: long and unusual, so a hit is never a coincidence.
@@ -76,7 +77,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 		return p
 	}
-	votePort, resultPort := freePort(t), freePort(t)
+	votePort, resultPort := proctest.FreePort(t), proctest.FreePort(t)
 	debug := "--log-level=debug"
 	v := startService(t, "vote", nil, "vote", debug, "--redis-url="+sys.redis.URL, "--vote-addr=127.0.0.1:"+strconv.Itoa(votePort))
 	w := startService(t, "worker", []string{
@@ -189,7 +190,7 @@ func TestResultRunsReadOnly(t *testing.T) {
 	appURL, readerURL := sys.roles()
 	_, voteURL := sys.vote()
 	startService(t, "worker", nil, "worker", "--redis-url="+sys.redis.URL, "--postgres-url="+appURL, "--claim-timeout=2s").waitReady(30 * time.Second)
-	port := freePort(t)
+	port := proctest.FreePort(t)
 	r := startService(t, "result", nil, "result", "--postgres-url="+readerURL, "--result-addr=127.0.0.1:"+strconv.Itoa(port), "--poll-interval=1s")
 	r.waitReady(30 * time.Second)
 	ws := dialWS(t, fmt.Sprintf("http://127.0.0.1:%d", port))

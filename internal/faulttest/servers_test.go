@@ -3,7 +3,6 @@ package faulttest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,19 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"github.com/votingapp/voting/internal/proctest"
 )
-
-// freePort returns a loopback port that was free a moment ago. Servers restarted by a test
-// come back on the same port, so ports are picked here rather than with :0.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // child is a server process started by a test. Only children are ever signalled.
 type child struct {
@@ -96,7 +84,7 @@ func startRedis(t *testing.T, fsync string) *redisServer {
 // startRedisWithPassword starts Redis requiring the password (none when "").
 func startRedisWithPassword(t *testing.T, fsync, password string) *redisServer {
 	t.Helper()
-	r := &redisServer{t: t, port: freePort(t), dir: tempDir(t), fsync: fsync}
+	r := &redisServer{t: t, port: proctest.FreePort(t), dir: tempDir(t), fsync: fsync}
 	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
 	if password != "" {
 		r.extra = []string{"--requirepass", password}
@@ -242,7 +230,7 @@ func startPostgres(t *testing.T) *pgServer {
 	if out, err := exec.Command("cp", "-a", pgTemplate, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy the PostgreSQL template: %v\n%s", err, out)
 	}
-	p := &pgServer{t: t, port: freePort(t), dir: dir}
+	p := &pgServer{t: t, port: proctest.FreePort(t), dir: dir}
 	p.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
 	p.start()
 	t.Cleanup(func() {

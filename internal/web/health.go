@@ -60,7 +60,7 @@ func NewHealth(log *slog.Logger, reg prometheus.Registerer, checks ...Check) *He
 // back, turns ready within a fraction of a second instead of a whole interval.
 func (h *Health) Run(ctx context.Context) error {
 	for {
-		h.CheckNow(ctx)
+		h.checkNow(ctx)
 		wait := h.interval
 		if ok, _, _ := h.report(); !ok {
 			wait /= 4
@@ -73,8 +73,8 @@ func (h *Health) Run(ctx context.Context) error {
 	}
 }
 
-// CheckNow runs every check once, concurrently, and records the results.
-func (h *Health) CheckNow(ctx context.Context) {
+// checkNow runs every check once, concurrently, and records the results.
+func (h *Health) checkNow(ctx context.Context) {
 	results := make([]string, len(h.checks))
 	var wg sync.WaitGroup
 	for i, c := range h.checks {
@@ -115,12 +115,6 @@ func (h *Health) CheckNow(ctx context.Context) {
 // SetStopping makes readiness fail from now on: the first step of a graceful shutdown, so
 // load balancers stop sending traffic before the listeners close.
 func (h *Health) SetStopping() { h.stopping.Store(true) }
-
-// Ready reports whether every check passed last time and the process is not stopping.
-func (h *Health) Ready() bool {
-	ok, _, _ := h.report()
-	return ok
-}
 
 // report returns whether the process is ready, whether the checks have run yet, and each
 // check's state.
