@@ -52,6 +52,7 @@ func TestQueue(t *testing.T, newQueue func(t *testing.T) Queue) {
 		{"DeadLetter", testDeadLetter},
 		{"MaxDeliveries", testMaxDeliveries},
 		{"MalformedMessagesDeadLettered", testMalformed},
+		{"Stats", testStats},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -641,4 +642,31 @@ func testMalformed(t *testing.T, q Queue) {
 		})
 	}
 	expectNothing(t, c, ClaimTimeout)
+}
+
+// testStats: the backlog counts what is not acknowledged, pending counts what a consumer
+// holds, and the oldest pending age grows while it holds it.
+func testStats(t *testing.T, q Queue) {
+	for i := range 5 {
+		mustPublish(t, q, testVote(i))
+	}
+	c := q.NewConsumer(t, "c1")
+	ds, err := c.Receive(t.Context(), 3)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("Receive: %d, %v", len(ds), err)
+	}
+	if err := c.Ack(t.Context(), ds[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeadLetter(t.Context(), ds[1], "test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	s, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Length != 3 || s.Pending != 1 || s.DeadLetters != 1 || s.OldestPendingAge < 10*time.Millisecond || s.OldestPendingAge > time.Minute {
+		t.Errorf("got %+v, want length 3 (2 waiting, 1 held), pending 1, 1 dead letter, oldest pending age a few ms", s)
+	}
 }

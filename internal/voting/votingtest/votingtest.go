@@ -21,6 +21,8 @@ type Queue struct {
 	NewConsumer func(t *testing.T, name string) voting.Consumer
 	// DeadLetters lists the dead letters so far, oldest first.
 	DeadLetters func(t *testing.T) []voting.DeadLetter
+	// Stats reads the queue's backlog (what the metrics export).
+	Stats func(ctx context.Context) (voting.QueueStats, error)
 	// PublishRaw puts raw bytes on the queue as a message, or is nil when the
 	// implementation cannot hold anything but valid votes (the in-process queue).
 	PublishRaw func(t *testing.T, body []byte)
