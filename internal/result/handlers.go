@@ -1,7 +1,6 @@
 package result
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,18 +30,9 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res = s.cfg.Options.Result(nil)
 	}
-	var buf bytes.Buffer
-	err := s.page.Execute(&buf, struct {
-		Result   voting.Result
-		Instance string
-	}{res, s.cfg.Instance})
-	if err != nil {
-		web.Error(w, r, s.log, err, false)
-		return
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(s.renderPage(res))
 }
 
 // serveResults answers the latest snapshot. It never queries the store itself: Run keeps the

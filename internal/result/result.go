@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"time"
 
@@ -47,7 +46,6 @@ type Service struct {
 	store  Store
 	log    *slog.Logger
 	hub    *hub
-	page   *template.Template
 	static *web.Static
 
 	stopping   chan struct{} // closed when Run returns: WebSocket handlers say goodbye
@@ -72,12 +70,12 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second
 	}
-	page, static, err := web.Assets(assetsFS)
+	static, err := web.Assets(assetsFS)
 	if err != nil {
 		return nil, fmt.Errorf("result: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, store: store, log: log, hub: newHub(), page: page, stopping: make(chan struct{}), firstTally: make(chan struct{}), static: static,
+		cfg: cfg, store: store, log: log, hub: newHub(), stopping: make(chan struct{}), firstTally: make(chan struct{}), static: static,
 		tallyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_tally_errors_total",
 			Help: "Failed reads of the tally from the store.",

@@ -1,7 +1,6 @@
 package vote
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,14 +18,6 @@ import (
 // for clients that add fields, and refuses anything that is not a vote.
 const maxBody = 1 << 10
 
-// pageData is what the page template shows.
-type pageData struct {
-	Options  voting.Options
-	Choice   string // the option this browser voted for, "" before voting
-	Instance string
-	Error    string
-}
-
 func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 	choice := ""
 	if c, err := r.Cookie(choiceCookie); err == nil && s.cfg.Options.Has(c.Value) {
@@ -38,25 +29,12 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 func (s *Service) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
 	b, ok := s.pages[d.Choice]
 	if d.Error != "" || !ok {
-		var err error
-		if b, err = s.renderPage(d); err != nil {
-			web.Error(w, r, s.log, err, false)
-			return
-		}
+		b = s.renderPage(d)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store") // the page shows this browser's own vote
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
-}
-
-func (s *Service) renderPage(d pageData) ([]byte, error) {
-	d.Options, d.Instance = s.cfg.Options, s.cfg.Instance
-	var buf bytes.Buffer
-	if err := s.page.Execute(&buf, d); err != nil {
-		return nil, fmt.Errorf("render vote page: %w", err)
-	}
-	return buf.Bytes(), nil
 }
 
 // handleForm takes `vote=<option id>` as a form, as the original app and its seed data

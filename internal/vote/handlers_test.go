@@ -199,3 +199,38 @@ func getBody(t *testing.T, u string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestPageEscapesOptionLabels: labels come from configuration and may hold any character;
+// the page shows them as text wherever they appear.
+func TestPageEscapesOptionLabels(t *testing.T) {
+	opts, err := voting.ParseOptions(`a=<i>Cats</i> & co,b="Dogs"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := vote.New(vote.Config{Options: opts, Instance: "<host>"}, memqueue.New(memqueue.Config{}), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/", "application/x-www-form-urlencoded", strings.NewReader("vote=a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(b)
+	for _, want := range []string{
+		`<title>&lt;i&gt;Cats&lt;/i&gt; &amp; co vs &#34;Dogs&#34; — vote</title>`,
+		`<span class="label">&lt;i&gt;Cats&lt;/i&gt; &amp; co</span>`,
+		`You voted for <strong>&lt;i&gt;Cats&lt;/i&gt; &amp; co</strong>`,
+		`<code id="instance">&lt;host&gt;</code>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<i>") {
+		t.Errorf("a label became markup:\n%s", page)
+	}
+}

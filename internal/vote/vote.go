@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -32,10 +31,9 @@ type Config struct {
 
 // Service is the vote web service.
 type Service struct {
-	cfg  Config
-	pub  voting.Publisher
-	log  *slog.Logger
-	page *template.Template
+	cfg Config
+	pub voting.Publisher
+	log *slog.Logger
 	// pages holds the page as each choice shows it ("" before voting), rendered once:
 	// every vote is answered with one, and rendering per request was the vote path's
 	// largest cost after the queue.
@@ -47,7 +45,8 @@ type Service struct {
 	publishErrors prometheus.Counter
 }
 
-// New returns the service. It parses the embedded page template and registers its metrics.
+// New returns the service. It loads the embedded assets, renders the page and registers its
+// metrics.
 func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if len(cfg.Options) < 2 {
 		return nil, fmt.Errorf("vote: want at least 2 options, got %d", len(cfg.Options))
@@ -55,12 +54,12 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	page, static, err := web.Assets(assetsFS)
+	static, err := web.Assets(assetsFS)
 	if err != nil {
 		return nil, fmt.Errorf("vote: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, pub: pub, log: log, page: page, static: static,
+		cfg: cfg, pub: pub, log: log, static: static,
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voting_votes_accepted_total",
 			Help: "Votes accepted and published to the queue, by option.",
@@ -76,9 +75,7 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 	}
 	s.pages = map[string][]byte{}
 	for _, choice := range append([]string{""}, optionIDs(cfg.Options)...) {
-		if s.pages[choice], err = s.renderPage(pageData{Choice: choice}); err != nil {
-			return nil, fmt.Errorf("vote: %w", err)
-		}
+		s.pages[choice] = s.renderPage(pageData{Choice: choice})
 	}
 	for _, o := range cfg.Options {
 		s.accepted.WithLabelValues(o.ID) // so every option shows in /metrics from the start

@@ -63,6 +63,25 @@ func (o Options) String() string {
 	return strings.Join(parts, ",")
 }
 
+// Labels returns the options' labels in order.
+func (o Options) Labels() []string {
+	l := make([]string, len(o))
+	for i, opt := range o {
+		l[i] = opt.Label
+	}
+	return l
+}
+
+// Label returns the label of option id, or "" when there is none.
+func (o Options) Label(id string) string {
+	for _, opt := range o {
+		if opt.ID == id {
+			return opt.Label
+		}
+	}
+	return ""
+}
+
 // Has reports whether id is one of the options.
 func (o Options) Has(id string) bool {
 	for _, opt := range o {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"html/template"
 	"io/fs"
 	"net/http"
 	"path"
@@ -25,23 +24,14 @@ type staticFile struct {
 	hash string
 }
 
-// Assets loads a service's embedded assets as both services lay them out: the page template
-// at assets/index.html, with an "asset" function giving each static file's versioned URL,
-// and the static files of assets/static served under /static/.
-func Assets(fsys fs.FS) (*template.Template, *Static, error) {
+// Assets loads a service's embedded static files as both services lay them out: the files
+// of assets/static, served under /static/.
+func Assets(fsys fs.FS) (*Static, error) {
 	sub, err := fs.Sub(fsys, "assets/static")
 	if err != nil {
-		return nil, nil, fmt.Errorf("assets: %w", err)
+		return nil, fmt.Errorf("assets: %w", err)
 	}
-	static, err := NewStatic(sub, "/static/")
-	if err != nil {
-		return nil, nil, err
-	}
-	page, err := template.New("index.html").Funcs(template.FuncMap{"asset": static.URL}).ParseFS(fsys, "assets/index.html")
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse page: %w", err)
-	}
-	return page, static, nil
+	return NewStatic(sub, "/static/")
 }
 
 // NewStatic reads every file of fsys once; prefix is the URL path the handler is mounted at
@@ -66,8 +56,8 @@ func NewStatic(fsys fs.FS, prefix string) (*Static, error) {
 	return s, nil
 }
 
-// URL returns the versioned URL of an asset, for templates. It panics on an unknown name,
-// which template execution reports as an error and the page tests catch.
+// URL returns the versioned URL of an asset, for the pages. It panics on an unknown name: the
+// pages are rendered when a service starts, so a wrong name stops every test that starts one.
 func (s *Static) URL(name string) string {
 	f, ok := s.files[name]
 	if !ok {
