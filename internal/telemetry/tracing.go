@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -37,14 +37,22 @@ func TracingEnabled(getenv func(string) string) bool {
 }
 
 // NewTracerProvider returns the process's tracer provider and a function that flushes and
-// stops it. When tracing is not enabled it is a no-op provider. The OTLP/HTTP exporter
-// reads the other standard variables (endpoint, headers, timeout, sampler via
-// OTEL_TRACES_SAMPLER) itself; OTEL_SERVICE_NAME overrides the service name.
+// stops it. When tracing is not enabled it is a no-op provider. Spans are batched and sent
+// over OTLP/HTTP with protobuf bodies (see otlphttp.go), configured by the standard exporter
+// variables read through getenv: OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT, _HEADERS, _TIMEOUT,
+// _COMPRESSION, _PROTOCOL (http/protobuf only; anything else is an error here) and the
+// certificate variables. The SDK reads the sampler (OTEL_TRACES_SAMPLER,
+// OTEL_TRACES_SAMPLER_ARG) from the process environment; OTEL_SERVICE_NAME overrides the
+// service name.
 func NewTracerProvider(ctx context.Context, getenv func(string) string, service string) (trace.TracerProvider, func(context.Context) error, error) {
 	if !TracingEnabled(getenv) {
 		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	client, err := newOTLPHTTPClient(getenv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracing: %w", err)
+	}
+	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracing: %w", err)
 	}
