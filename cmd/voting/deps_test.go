@@ -1,0 +1,90 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestNoTemplatesOrGRPCInBinary keeps text/template, html/template and grpc out of the
+// binary. Once text/template is linked, the linker must keep every exported method of every
+// reachable type, because templates call methods by name through reflection
+// (reflect.Value.MethodByName): that cost about 9 MB of a 31 MB binary. grpc (which the
+// stock OTLP exporters link, and which links html/template through golang.org/x/net/trace)
+// is 2.3 MB more. Pages are written with html escaping by hand and traces are sent by
+// internal/telemetry's own OTLP/HTTP transport instead.
+func TestNoTemplatesOrGRPCInBinary(t *testing.T) {
+	goBin := goCommand()
+	if goBin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no go command found (GOROOT/bin/go or PATH); it is needed to list the binary's dependencies")
+		}
+		t.Skip("no go command found (GOROOT/bin/go or PATH) to list the binary's dependencies")
+	}
+	// One line per package: its import path, then the packages it imports.
+	cmd := exec.Command(goBin, "list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`, ".")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	forbidden := func(p string) bool {
+		return p == "text/template" || p == "html/template" ||
+			p == "google.golang.org/grpc" || strings.HasPrefix(p, "google.golang.org/grpc/")
+	}
+	var found []string
+	importers := map[string][]string{} // forbidden package -> allowed packages importing it
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		pkg := fields[0]
+		if forbidden(pkg) {
+			found = append(found, pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if forbidden(imp) {
+				importers[imp] = append(importers[imp], pkg)
+			}
+		}
+	}
+	if len(found) == 0 {
+		return
+	}
+	var how []string
+	for imp, by := range importers {
+		how = append(how, imp+" imported by "+strings.Join(by, ", "))
+	}
+	slices.Sort(how)
+	t.Errorf("the voting binary links %d forbidden packages (%s...):\n%s\n"+
+		"Once text/template is linked, the linker keeps every exported method of every reachable "+
+		"type (templates call methods by name through reflection): about 9 MB of the binary; grpc "+
+		"is 2.3 MB more and links html/template. Write pages without templates and export traces "+
+		"with internal/telemetry's OTLP/HTTP transport.",
+		len(found), strings.Join(found[:min(3, len(found))], ", "), strings.Join(how, "\n"))
+}
+
+// goCommand returns the go command of the toolchain running the test, else the one on PATH,
+// else "".
+func goCommand() string {
+	// runtime.GOROOT is empty in binaries built with -trimpath; then PATH decides.
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if runtime.GOOS == "windows" {
+			p += ".exe"
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return ""
+}
