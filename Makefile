@@ -89,12 +89,14 @@ bench-smoke:
 screenshots:
 	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
 
-## lint: formatting, go.mod tidiness (every module), vet and staticcheck
+## lint: formatting, go.mod tidiness (every module), vet (also of the image's -tags nosqlite
+## build) and staticcheck
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
 	@for m in $(DEPLOY_MODULES) tools/kube tools/compose; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet ./...
+	$(GO) vet -tags nosqlite ./cmd/voting
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(TOOLS)/staticcheck ./...
 	scripts/actionlint

@@ -14,7 +14,6 @@ import (
 	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/redisqueue"
 	"github.com/votingapp/voting/internal/result"
-	"github.com/votingapp/voting/internal/sqlitestore"
 	"github.com/votingapp/voting/internal/vote"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/worker"
@@ -246,7 +245,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		p.check("postgres", pg.Ping)
 		st = pg
 	} else {
-		lite, err := sqlitestore.Open(ctx, s.dataDir)
+		lite, err := openEmbeddedStore(ctx, s.dataDir)
 		if err != nil {
 			return err
 		}
@@ -267,6 +266,15 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	return p.run(ctx)
+}
+
+// embeddedStore is the store of the embedded default (embedded.go), which a build with
+// -tags nosqlite leaves out (embedded_nosqlite.go).
+type embeddedStore interface {
+	voting.Recorder
+	result.Store
+	Ping(context.Context) error
+	Close() error
 }
 
 func backendName(url, server, embedded string) string {
