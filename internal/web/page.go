@@ -9,7 +9,7 @@ import (
 // Linking text/template (which html/template is built on) makes the Go linker keep every
 // exported method of every type in the binary, because templates look methods up by name at
 // run time: that cost 9 MB of a 31 MB binary, and the image has to stay under 20 MB.
-// cmd/voting's TestNoTemplateEngineInTheBinary keeps it out. The pages are small and
+// cmd/voting's TestNoTemplatesOrGRPCInBinary keeps it out. The pages are small and
 // rendered once per state, so the Go code stays short; everything that comes from
 // configuration or a request goes through Text, which escapes it.
 
