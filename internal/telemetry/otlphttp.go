@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -212,9 +213,10 @@ func encodeTraceRequest(spans []*tracepb.ResourceSpans) ([]byte, error) {
 	return b, nil
 }
 
-// UploadTraces sends one export request, retrying 429, 502, 503 and 504 responses (and
-// failed connections) with exponential backoff, or after the server's Retry-After, until the
-// export timeout. Other responses are final.
+// UploadTraces sends one export request, retrying 429, 502, 503 and 504 responses and failed
+// connections (as the OTLP/HTTP specification asks) with exponential backoff, or after the
+// server's Retry-After, until the export timeout or ctx's deadline, whichever comes first (on
+// shutdown the caller's flush deadline bounds it). Other responses are final.
 func (c *otlpHTTPClient) UploadTraces(ctx context.Context, spans []*tracepb.ResourceSpans) error {
 	if len(spans) == 0 {
 		return nil
@@ -247,19 +249,21 @@ func (c *otlpHTTPClient) UploadTraces(ctx context.Context, spans []*tracepb.Reso
 		if errors.As(err, &perm) {
 			return perm.err
 		}
-		delay := wait
+		// Half the backoff plus a random part, so processes that failed together do not retry
+		// together.
+		delay := wait/2 + rand.N(wait/2+1)
 		if retryAfter > 0 {
 			delay = retryAfter
 		}
 		wait = min(2*wait, c.maxBackoff)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			return fmt.Errorf("export to %s: giving up after %d attempts (timeout %v): %w", c.endpoint, attempt, c.timeout, err)
+			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("export to %s: %w (last attempt: %w)", c.endpoint, ctx.Err(), err)
+			return fmt.Errorf("giving up after %d attempts: %w (%w)", attempt, err, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -389,6 +389,24 @@ func TestOTLPRetries(t *testing.T) {
 			t.Errorf("%d connections for %d attempts, want 1 (bodies drained, connection reused)", n, rcv.attempts.Load())
 		}
 	})
+	t.Run("refused connections are retried until the timeout", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		c := testClient(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr, "OTEL_EXPORTER_OTLP_TIMEOUT": "300"})
+		c.backoff = 20 * time.Millisecond
+		start := time.Now()
+		err = c.UploadTraces(context.Background(), testSpans("nowhere"))
+		if err == nil || !strings.Contains(err.Error(), "giving up after") || strings.Contains(err.Error(), "after 1 attempts") {
+			t.Errorf("error %v, want several attempts", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("gave up after %v, want about the 300ms timeout", d)
+		}
+	})
 	t.Run("partial success is reported", func(t *testing.T) {
 		rcv := newReceiver(t, func(w http.ResponseWriter) {
 			b, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{PartialSuccess: &collectortrace.ExportTracePartialSuccess{
