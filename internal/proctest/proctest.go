@@ -1,6 +1,7 @@
 // Package proctest helps tests that run the real `voting` binary as processes (the browser
 // and fault tests): it builds the binary, picks loopback ports and collects a process's
-// output. It is imported by tests only.
+// output. It also holds the tests' WebSocket client of the result service. It is imported by
+// tests only.
 package proctest
 
 import (

@@ -1,13 +1,12 @@
 package result
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
@@ -48,56 +47,31 @@ func (s *Service) serveResults(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// serveWebSocket sends the snapshot on connect, then every new one, until the client goes
-// away, stops reading, or the service stops.
+// serveWebSocket upgrades the request and hands the connection to the hub, which sends the
+// snapshot at once, then every new one, until the client goes away, stops reading, or the
+// service stops. The handler returns right away, so net/http's goroutine and buffers for the
+// request are freed: a connection then holds only its socket, a small struct and one reader
+// goroutine.
 func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	// coder/websocket refuses cross-origin handshakes by default (the Origin host must match
-	// the Host header), which is what a results page served by this host needs.
-	c, err := websocket.Accept(w, r, nil)
+	// A results page is served by this host, so only its own pages may open the stream: the
+	// Origin's host must be the Host (a request without Origin is not from a browser page).
+	if err := checkOrigin(r); err != nil {
+		http.Error(w, "websocket: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	// The upgrader answers a bad handshake itself, with a status (400, 405, 426) and why.
+	conn, rw, _, err := (ws.HTTPUpgrader{Timeout: writeTimeout}).Upgrade(r, w)
 	if err != nil {
-		return // Accept has answered the client
-	}
-	defer c.CloseNow()
-	ctx := c.CloseRead(r.Context()) // we never expect messages; this handles close frames
-	sub := s.hub.subscribe()
-	defer s.hub.unsubscribe(sub)
-	ping := time.NewTicker(pingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.stopping:
-			c.Close(websocket.StatusGoingAway, "server stopping")
-			return
-		case b := <-sub.c:
-			if err := write(ctx, c, b); err != nil {
-				s.dropClient(err)
-				return
-			}
-			s.sent.Inc()
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, writeTimeout)
-			err := c.Ping(pctx)
-			cancel()
-			if err != nil {
-				s.dropClient(err)
-				return
-			}
+		if conn != nil {
+			_ = conn.Close()
 		}
+		return
 	}
-}
-
-func write(ctx context.Context, c *websocket.Conn, b []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	return c.Write(ctx, websocket.MessageText, b)
-}
-
-func (s *Service) dropClient(err error) {
-	if errors.Is(err, context.Canceled) || websocket.CloseStatus(err) != -1 {
-		return // the client left
+	// A client must wait for the handshake's answer before it sends a frame (RFC 6455 4.1),
+	// so net/http's buffers hold nothing of the socket's: drop them and read the conn itself.
+	if rw.Reader.Buffered() > 0 {
+		_ = conn.Close()
+		return
 	}
-	s.clientsClosed.Inc()
-	s.log.Debug("websocket client dropped", "err", err)
+	s.hub.add(conn)
 }

@@ -1,40 +1,119 @@
 package result
 
 import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
 	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hub fans the latest snapshot out to every connected client. Each subscriber has a buffer
-// of one: a new snapshot replaces one the client has not taken yet, so a slow client always
-// gets the latest numbers and never holds up the others or grows memory.
+// maxWriters bounds the goroutines that write snapshots to clients. A write to a client that
+// reads normally returns at once (it only copies ~200 bytes into the kernel's socket buffer),
+// so two writers would keep both cores busy; the others are there for clients whose socket
+// buffer is full (hundreds of KiB not read): such a write waits up to writeTimeout, and it
+// takes more than maxWriters of those at the same moment before the rest wait for a writer.
+// Writers exist only while there is something to write; 64 idle stacks would be 0.5 MB.
+const maxWriters = 64
+
+// hub fans the latest snapshot out to every connected client. It holds no goroutine per
+// client for writing: a broadcast compiles the frame once and queues each client, and a small
+// pool of writers writes the same bytes to each of them, with a deadline. A client holds at
+// most one pending snapshot: a newer one replaces it, so a slow client always gets the latest
+// numbers, never holds up the others and never grows memory.
 type hub struct {
+	sent           prometheus.Counter // snapshots written
+	clientsDropped prometheus.Counter // clients closed because a write failed or timed out, or a dead peer
+	log            *slog.Logger
+	// writeTimeout and pingInterval are the constants of the same names; tests shorten them.
+	writeTimeout, pingInterval time.Duration
+
+	pingFrame, goingAway, protocolError []byte // compiled once
+
+	mu      sync.Mutex
+	latest  []byte    // the encoded snapshot, nil before the first tally
+	frame   []byte    // latest as a text frame
+	conns   []*client // connected clients; client.idx is the position
+	closed  bool      // shutdown has begun: clients are told to go away
+	live    sync.WaitGroup
+	pinger  *time.Timer
+	pending []*client // publish's scratch list of clients to queue
+
+	qmu     sync.Mutex
+	queue   []*client // clients with something to write, each at most once
+	qhead   int
+	writers int
+}
+
+// client is one WebSocket connection. Only its reader goroutine reads conn; only the writer
+// that took the client from the queue writes to it, so frames never interleave.
+type client struct {
+	conn net.Conn
+	idx  int // in hub.conns, under hub.mu
+
+	hdr        [ws.MaxHeaderSize - 2]byte // the reader's header buffer
+	fragmented bool                       // reader only: inside a fragmented data message
+
 	mu     sync.Mutex
-	latest []byte // the encoded snapshot, nil before the first tally
-	subs   map[*subscription]struct{}
+	next   []byte // the newest snapshot frame not written yet
+	ctrl   []byte // a pong to write
+	ping   bool   // a ping is due
+	final  []byte // a close frame to write last; once set, the client takes no more snapshots
+	queued bool   // in the queue or being written by a writer
+	gone   bool   // closed and removed
+	left   bool   // the peer went away or closed: not counted as dropped
 }
 
-type subscription struct {
-	c chan []byte
+func newHub(sent, clientsDropped prometheus.Counter, log *slog.Logger) *hub {
+	return &hub{
+		sent:           sent,
+		clientsDropped: clientsDropped,
+		log:            log,
+		writeTimeout:   writeTimeout,
+		pingInterval:   pingInterval,
+		pingFrame:      ws.MustCompileFrame(ws.NewPingFrame(nil)),
+		goingAway:      ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "server stopping"))),
+		protocolError:  ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusProtocolError, ""))),
+	}
 }
 
-func newHub() *hub {
-	return &hub{subs: map[*subscription]struct{}{}}
-}
-
-// publish makes b the latest snapshot and hands it to every subscriber. It returns how many
-// undelivered older snapshots it replaced.
+// publish makes b the latest snapshot and queues it for every client. It returns how many
+// unwritten older snapshots it replaced.
 func (h *hub) publish(b []byte) (replaced int) {
+	frame, err := ws.CompileFrame(ws.NewTextFrame(b))
+	if err != nil { // only for payloads over 2^63 bytes
+		h.log.Error("compile websocket frame", "err", err)
+		return 0
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.latest = b
-	for s := range h.subs {
-		select {
-		case <-s.c: // drop the undelivered, older snapshot
-			replaced++
-		default:
-		}
-		s.c <- b // cannot block: the buffer is empty and only publish sends, under mu
+	h.latest, h.frame = b, frame
+	if h.closed {
+		return 0
 	}
+	h.pending = h.pending[:0]
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.final == nil {
+			if c.next != nil {
+				replaced++
+			}
+			c.next = frame
+			if !c.queued {
+				c.queued = true
+				h.pending = append(h.pending, c)
+			}
+		}
+		c.mu.Unlock()
+	}
+	h.push(h.pending...)
+	clear(h.pending) // hold no client beyond its life
 	return replaced
 }
 
@@ -45,27 +124,320 @@ func (h *hub) snapshot() []byte {
 	return h.latest
 }
 
-// subscribe returns a subscription that already holds the latest snapshot, if any, so a new
-// client gets the numbers at once.
-func (h *hub) subscribe() *subscription {
-	s := &subscription{c: make(chan []byte, 1)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.latest != nil {
-		s.c <- h.latest
-	}
-	h.subs[s] = struct{}{}
-	return s
-}
-
-func (h *hub) unsubscribe(s *subscription) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.subs, s)
-}
-
 func (h *hub) clients() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.subs)
+	return len(h.conns)
+}
+
+// add takes over an upgraded connection: it gets the latest snapshot at once, every new one,
+// and a ping every pingInterval, until it leaves, fails a write or the hub shuts down.
+func (h *hub) add(conn net.Conn) {
+	c := &client{conn: conn}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		go func() { // not on the handler: the write may wait for the peer
+			_ = conn.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+			_, _ = conn.Write(h.goingAway)
+			_ = conn.Close()
+		}()
+		return
+	}
+	c.idx = len(h.conns)
+	h.conns = append(h.conns, c)
+	h.live.Add(1)
+	if h.pinger == nil {
+		h.pinger = time.AfterFunc(h.pingInterval, h.pingAll)
+	}
+	queue := h.frame != nil
+	if queue {
+		c.next, c.queued = h.frame, true
+	}
+	h.mu.Unlock()
+	if queue {
+		h.push(c)
+	}
+	go h.read(c)
+}
+
+// pingAll queues a ping for every client, and runs again after pingInterval. The ping goes
+// the way snapshots go, so it never interleaves with one.
+func (h *hub) pingAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.pending = h.pending[:0]
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.final == nil {
+			c.ping = true
+			if !c.queued {
+				c.queued = true
+				h.pending = append(h.pending, c)
+			}
+		}
+		c.mu.Unlock()
+	}
+	h.push(h.pending...)
+	clear(h.pending)
+	h.pinger.Reset(h.pingInterval)
+}
+
+// closeWith makes frame the last thing written to c before it is closed.
+func (h *hub) closeWith(c *client, frame []byte, left bool) {
+	c.mu.Lock()
+	if c.final != nil || c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.final, c.next, c.ping = frame, nil, false
+	c.left = c.left || left
+	queue := !c.queued
+	c.queued = true
+	c.mu.Unlock()
+	if queue {
+		h.push(c)
+	}
+}
+
+// shutdown tells every client the server is going away (close status 1001), closes them and
+// waits until they are closed, at most writeTimeout and a little more. New clients are told
+// the same at once.
+func (h *hub) shutdown() {
+	h.mu.Lock()
+	h.closed = true
+	if h.pinger != nil {
+		h.pinger.Stop()
+	}
+	conns := append([]*client(nil), h.conns...)
+	h.mu.Unlock()
+	for _, c := range conns {
+		h.closeWith(c, h.goingAway, false)
+	}
+	done := make(chan struct{})
+	go func() {
+		h.live.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(h.writeTimeout + time.Second): // the writes have deadlines; this is a backstop
+	}
+}
+
+// push queues clients (each marked queued by the caller) and starts writers for them, up to
+// maxWriters.
+func (h *hub) push(cs ...*client) {
+	if len(cs) == 0 {
+		return
+	}
+	h.qmu.Lock()
+	h.queue = append(h.queue, cs...)
+	start := min(maxWriters-h.writers, len(h.queue)-h.qhead)
+	h.writers += start
+	h.qmu.Unlock()
+	for range start {
+		go h.write()
+	}
+}
+
+// write is one writer: it writes to queued clients until the queue is empty.
+func (h *hub) write() {
+	var bufs [4][]byte
+	for {
+		h.qmu.Lock()
+		if h.qhead == len(h.queue) {
+			clear(h.queue)
+			h.queue, h.qhead = h.queue[:0], 0
+			h.writers--
+			h.qmu.Unlock()
+			return
+		}
+		c := h.queue[h.qhead]
+		h.queue[h.qhead] = nil
+		h.qhead++
+		if h.qhead >= 1024 && h.qhead*2 >= len(h.queue) { // keep the backing array bounded
+			n := copy(h.queue, h.queue[h.qhead:])
+			clear(h.queue[n:])
+			h.queue, h.qhead = h.queue[:n], 0
+		}
+		h.qmu.Unlock()
+		h.flush(c, bufs[:0])
+	}
+}
+
+// flush writes what c has pending in one write, with a deadline.
+func (h *hub) flush(c *client, bufs net.Buffers) {
+	c.mu.Lock()
+	if c.gone {
+		c.queued = false
+		c.mu.Unlock()
+		return
+	}
+	ctrl, ping, next, final := c.ctrl, c.ping, c.next, c.final
+	c.ctrl, c.ping, c.next = nil, false, nil
+	if ctrl == nil && !ping && next == nil && final == nil {
+		c.queued = false
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	if ctrl != nil {
+		bufs = append(bufs, ctrl)
+	}
+	if ping {
+		bufs = append(bufs, h.pingFrame)
+	}
+	if next != nil {
+		bufs = append(bufs, next)
+	}
+	if final != nil {
+		bufs = append(bufs, final)
+	}
+	var err error
+	if err = c.conn.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err == nil {
+		if len(bufs) == 1 {
+			_, err = c.conn.Write(bufs[0])
+		} else {
+			_, err = bufs.WriteTo(c.conn) // one writev
+		}
+	}
+	if err == nil && next != nil {
+		h.sent.Inc()
+	}
+	if err != nil {
+		h.remove(c, writeFailed(err), err)
+		return
+	}
+	if final != nil {
+		h.remove(c, false, nil)
+		return
+	}
+	c.mu.Lock()
+	more := c.ctrl != nil || c.ping || c.next != nil || c.final != nil
+	c.queued = more
+	c.mu.Unlock()
+	if more {
+		h.push(c) // behind the others: one client's stream of snapshots does not starve them
+	}
+}
+
+// writeFailed tells a failed write (a timeout: the client stopped reading) from a peer that
+// has gone (reset or closed), which is a client leaving, not a drop.
+func writeFailed(err error) bool {
+	return !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET)
+}
+
+// remove closes c and forgets it. count says it is a drop (a failed or timed-out write, or a
+// peer that answered no ping in time) rather than a client leaving.
+func (h *hub) remove(c *client, count bool, err error) {
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.gone = true
+	count = count && !c.left
+	c.next, c.ctrl, c.final = nil, nil, nil
+	c.mu.Unlock()
+	_ = c.conn.Close()
+	h.mu.Lock()
+	last := h.conns[len(h.conns)-1]
+	h.conns[c.idx], last.idx = last, c.idx
+	h.conns[len(h.conns)-1] = nil
+	h.conns = h.conns[:len(h.conns)-1]
+	h.mu.Unlock()
+	h.live.Done()
+	if count {
+		h.clientsDropped.Inc()
+		h.log.Debug("websocket client dropped", "err", err)
+	}
+}
+
+// read is c's reader goroutine: it answers pings, echoes a close and then stops, notes pongs
+// (any frame renews the read deadline) and discards data, which the page never sends.
+//
+// The read deadline is two ping intervals: a client answers each ping with a pong, so that
+// long without a frame means the peer is dead, gone without a FIN (a laptop lid, a lost
+// route), and its connection is closed.
+func (h *hub) read(c *client) {
+	for {
+		if err := c.conn.SetReadDeadline(time.Now().Add(2 * h.pingInterval)); err != nil {
+			h.remove(c, false, err)
+			return
+		}
+		hd, err := ws.ReadHeaderBuffer(c.conn, c.hdr[:])
+		if err != nil {
+			h.readFailed(c, err)
+			return
+		}
+		state := ws.StateServerSide
+		if c.fragmented {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(hd, state); err != nil {
+			h.closeWith(c, h.protocolError, false)
+			return
+		}
+		if !hd.OpCode.IsControl() {
+			c.fragmented = !hd.Fin
+			if _, err := io.CopyN(io.Discard, c.conn, hd.Length); err != nil {
+				h.readFailed(c, err)
+				return
+			}
+			continue
+		}
+		p := make([]byte, hd.Length) // at most 125 bytes: CheckHeader has seen to it
+		if _, err := io.ReadFull(c.conn, p); err != nil {
+			h.readFailed(c, err)
+			return
+		}
+		ws.Cipher(p, hd.Mask, 0)
+		switch hd.OpCode {
+		case ws.OpPing:
+			pong := ws.MustCompileFrame(ws.NewPongFrame(p)) // a control payload always fits
+			c.mu.Lock()
+			queue := c.final == nil && !c.gone && !c.queued
+			if c.final == nil {
+				c.ctrl = pong // only the latest ping needs its pong (RFC 6455 5.5.3)
+			}
+			c.queued = c.queued || queue
+			c.mu.Unlock()
+			if queue {
+				h.push(c)
+			}
+		case ws.OpClose:
+			h.closeWith(c, closeReply(p, h.protocolError), true)
+			return
+		}
+	}
+}
+
+// closeReply is the close frame that answers a client's close with payload p: its status
+// echoed (RFC 6455 5.5.1), an empty close for an empty one, or protocolError for a bad one.
+func closeReply(p, protocolError []byte) []byte {
+	if len(p) == 0 {
+		return ws.MustCompileFrame(ws.NewCloseFrame(nil))
+	}
+	code, reason := ws.ParseCloseFrameData(p)
+	if len(p) < 2 || ws.CheckCloseFrameData(code, reason) != nil {
+		return protocolError
+	}
+	return ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+}
+
+// readFailed ends a client whose read failed: a timeout is a dead peer (counted as dropped),
+// anything else the peer leaving or the connection closed here.
+func (h *hub) readFailed(c *client, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		h.remove(c, true, err)
+		return
+	}
+	c.mu.Lock()
+	c.left = true
+	c.mu.Unlock()
+	h.remove(c, false, err)
 }

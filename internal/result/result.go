@@ -48,7 +48,6 @@ type Service struct {
 	hub    *hub
 	static *web.Static
 
-	stopping   chan struct{} // closed when Run returns: WebSocket handlers say goodbye
 	firstTally chan struct{} // closed after the first tally is published
 
 	tallyErrors   prometheus.Counter
@@ -75,7 +74,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 		return nil, fmt.Errorf("result: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, store: store, log: log, hub: newHub(), stopping: make(chan struct{}), firstTally: make(chan struct{}), static: static,
+		cfg: cfg, store: store, log: log, firstTally: make(chan struct{}), static: static,
 		tallyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_tally_errors_total",
 			Help: "Failed reads of the tally from the store.",
@@ -90,7 +89,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 		}),
 		clientsClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_websocket_clients_dropped_total",
-			Help: "WebSocket clients disconnected because a write failed or timed out.",
+			Help: "WebSocket clients disconnected because a write failed or timed out, or no frame came for two ping intervals.",
 		}),
 		toPush: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "voting_vote_to_push_seconds",
@@ -103,6 +102,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Help: "When the tally was last read successfully (Unix time).",
 		}),
 	}
+	s.hub = newHub(s.sent, s.clientsClosed, log)
 	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsClosed, s.updated, s.toPush,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "voting_websocket_clients",
@@ -115,7 +115,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 // Run reads the tally whenever the store signals a change, and every PollInterval, and
 // publishes it to the clients when it differs from the last one. It returns when ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	defer close(s.stopping)
+	defer s.hub.shutdown() // every client is told the server is going away, and closed
 	changes := s.store.Watch(ctx)
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()

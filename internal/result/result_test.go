@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/votingapp/voting/internal/proctest"
 	"github.com/votingapp/voting/internal/result"
 	"github.com/votingapp/voting/internal/sqlitestore"
 	"github.com/votingapp/voting/internal/voting"
@@ -37,15 +37,9 @@ func TestPushOnCommit(t *testing.T) {
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
 
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := proctest.MustDialWebSocket(t, srv.URL+"/ws")
 	read := func() voting.Result {
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer rcancel()
-		_, b, err := c.Read(rctx)
+		b, err := c.Read(5 * time.Second)
 		if err != nil {
 			t.Fatalf("read: %v", err)
 		}
@@ -83,6 +77,46 @@ func TestPushOnCommit(t *testing.T) {
 	}
 	if page := get(t, srv.URL+"/"); !strings.Contains(page, "66.7%") || !strings.Contains(page, ">3<") {
 		t.Errorf("page does not show the numbers:\n%s", page)
+	}
+}
+
+// TestGoingAwayOnStop: when Run returns, every WebSocket client has been told the server is
+// going away (1001), and new ones are told so at once.
+func TestGoingAwayOnStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlitestore.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opts, _ := voting.ParseOptions("a=Cats,b=Dogs")
+	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		svc.Run(runCtx)
+		close(ran)
+	}()
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	var cs []*proctest.WebSocket
+	for range 3 {
+		c := proctest.MustDialWebSocket(t, srv.URL+"/ws")
+		if _, err := c.Read(5 * time.Second); err != nil {
+			t.Fatalf("snapshot on connect: %v", err)
+		}
+		cs = append(cs, c)
+	}
+	stop()
+	<-ran
+	for i, c := range append(cs, proctest.MustDialWebSocket(t, srv.URL+"/ws")) {
+		if _, err := c.Read(5 * time.Second); proctest.CloseCode(err) != 1001 {
+			t.Errorf("client %d after Run returned: %v, want a going-away close (1001)", i, err)
+		}
 	}
 }
 
