@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/votingapp/voting/internal/loadgen"
+	"github.com/votingapp/voting/internal/proctest"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -186,20 +185,13 @@ func seed(t *testing.T, voteURL string) {
 // results until one satisfies ok, or fails the test after the timeout.
 func dialResults(t *testing.T, resultURL string) func(ok func(voting.Result) bool, timeout time.Duration) voting.Result {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(resultURL, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial websocket: %v", err)
-	}
-	t.Cleanup(func() { c.CloseNow() })
+	c := proctest.MustDialWebSocket(t, resultURL+"/ws")
 	return func(ok func(voting.Result) bool, timeout time.Duration) voting.Result {
 		t.Helper()
-		rctx, rcancel := context.WithTimeout(ctx, timeout)
-		defer rcancel()
+		deadline := time.Now().Add(timeout)
 		var last voting.Result
 		for {
-			_, b, err := c.Read(rctx)
+			b, err := c.Read(max(time.Until(deadline), time.Nanosecond))
 			if err != nil {
 				t.Fatalf("read websocket (last result %+v): %v", last, err)
 			}

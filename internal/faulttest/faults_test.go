@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/votingapp/voting/internal/loadgen"
+	"github.com/votingapp/voting/internal/proctest"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -202,16 +202,11 @@ type wsClient struct {
 
 func dialWS(t *testing.T, resultURL string) *wsClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(resultURL, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial /ws: %v", err)
-	}
+	c := proctest.MustDialWebSocket(t, resultURL+"/ws")
 	w := &wsClient{}
 	go func() {
 		for {
-			_, b, err := c.Read(context.Background())
+			b, err := c.Read(0)
 			w.mu.Lock()
 			if err != nil {
 				w.err = err
@@ -224,7 +219,6 @@ func dialWS(t *testing.T, resultURL string) *wsClient {
 			w.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { c.CloseNow() })
 	return w
 }
 
@@ -308,7 +302,7 @@ func TestSIGTERMEachService(t *testing.T) {
 		s.restart()
 		s.waitReady(30 * time.Second)
 	}
-	if _, _, err := ws.state(); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+	if _, _, err := ws.state(); proctest.CloseCode(err) != 1001 {
 		t.Errorf("WebSocket client of the stopped result: got %v, want a going-away close", err)
 	}
 	rep := l.wait()

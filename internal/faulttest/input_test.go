@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/votingapp/voting/internal/loadgen"
+	"github.com/votingapp/voting/internal/proctest"
 )
 
 // castOne casts one vote and returns the status and how long it took.
@@ -178,7 +177,7 @@ func TestAbusiveClients(t *testing.T) {
 		start := time.Now()
 		var (
 			mu    sync.Mutex
-			conns []*websocket.Conn
+			conns []*proctest.WebSocket
 			got   = make([]atomic.Int64, n) // last total each client saw
 		)
 		sem := make(chan struct{}, 50)
@@ -190,7 +189,7 @@ func TestAbusiveClients(t *testing.T) {
 				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(resultURL, "http")+"/ws", nil)
+				c, err := proctest.DialWebSocket(ctx, resultURL+"/ws", nil)
 				if err != nil {
 					dialErrs.Add(1)
 					return
@@ -200,7 +199,7 @@ func TestAbusiveClients(t *testing.T) {
 				mu.Unlock()
 				go func() {
 					for {
-						_, b, err := c.Read(context.Background())
+						b, err := c.Read(0)
 						if err != nil {
 							return
 						}

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 // fakeApp is a vote service and a result service in one: every form POST is a new voter
@@ -52,31 +53,40 @@ func newFakeApp(t *testing.T, initial int64) (*httptest.Server, *fakeApp) {
 		}
 	})
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		ctx := c.CloseRead(r.Context())
-		go func() { // wake the loop below when the client goes
-			<-ctx.Done()
-			a.mu.Lock()
-			a.change.Broadcast()
-			a.mu.Unlock()
+		defer conn.Close()
+		var gone atomic.Bool
+		go func() { // read (answering nothing: the generator only pongs) until the client goes
+			for {
+				if _, _, err := wsutil.ReadClientData(conn); err != nil {
+					gone.Store(true)
+					a.mu.Lock()
+					a.change.Broadcast()
+					a.mu.Unlock()
+					return
+				}
+			}
 		}()
+		// A ping first: the generator must answer it and go on.
+		if err := wsutil.WriteServerMessage(conn, ws.OpPing, []byte("p")); err != nil {
+			return
+		}
 		sent := int64(-1)
 		for {
 			a.mu.Lock()
-			for a.total.Load() == sent && ctx.Err() == nil {
+			for a.total.Load() == sent && !gone.Load() {
 				a.change.Wait()
 			}
 			a.mu.Unlock()
-			if ctx.Err() != nil {
+			if gone.Load() {
 				return
 			}
 			sent = a.total.Load()
-			msg := fmt.Sprintf(`{"options":[{"id":"a","count":%d}],"total":%d}`, sent, sent)
-			if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			msg := fmt.Sprintf(`{"options":[{"id":"a","label":"\"total\": 1","count":%d}],"total":%d}`, sent, sent)
+			if err := wsutil.WriteServerText(conn, []byte(msg)); err != nil {
 				return
 			}
 		}
@@ -230,5 +240,24 @@ func TestRunRate(t *testing.T) {
 	}
 	if rep.Accepted != 200 || rep.Duration < 199*time.Millisecond {
 		t.Fatalf("%d accepted in %v; want 200 taking at least 199ms", rep.Accepted, rep.Duration)
+	}
+}
+
+func TestMessageTotal(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want int64
+		ok   bool
+	}{
+		{`{"options":[],"total":0}`, 0, true},
+		{`{"options":[{"id":"a","label":"\"total\":7","count":3}],"total":1234}`, 1234, true},
+		{`{"total": 42}`, 42, true},
+		{`{"options":[]}`, 0, false},
+		{`{"total":"x"}`, 0, false},
+	} {
+		got, ok := messageTotal([]byte(tc.msg))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("messageTotal(%s) = %d, %v; want %d, %v", tc.msg, got, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -1,18 +1,22 @@
 package loadgen
 
 import (
+	"bufio"
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 // PushReport is what the WebSocket clients saw: how long each vote took from its 2xx to the
@@ -53,11 +57,18 @@ const (
 	// pushBuckets covers 0 to 10 s; slower samples land in the last bucket, and Max is kept
 	// exactly.
 	pushBuckets = int(10 * time.Second / pushBucket)
+	// watchBuffer is each client's read buffer: a snapshot of a few options is some 200
+	// bytes, so one read takes a whole frame, and 10,000 clients hold 5 MB.
+	watchBuffer = 512
+	// maxPushMessage bounds a message the client accepts, against a server gone wrong.
+	maxPushMessage = 1 << 20
 )
 
-// watcher is one WebSocket client on the result service.
+// watcher is one WebSocket client on the result service: one goroutine that reads, answers
+// pings, and keeps each message's total and arrival time.
 type watcher struct {
-	conn   *websocket.Conn
+	conn   net.Conn
+	br     *bufio.Reader
 	latest atomic.Int64 // the latest total seen, -1 before the first message
 	done   chan struct{}
 
@@ -73,9 +84,9 @@ type pushMsg struct {
 
 // watchers holds the clients.
 type watchers struct {
-	ws     []*watcher
-	cancel context.CancelFunc
-	from   atomic.Pointer[time.Time] // messages from here on are counted
+	ws      []*watcher
+	closing atomic.Bool               // set by close: read errors from then on are ours
+	from    atomic.Pointer[time.Time] // messages from here on are counted
 }
 
 // wsURL returns the WebSocket endpoint of the result service at base (http, https, ws or wss).
@@ -106,11 +117,11 @@ func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration
 	if err != nil {
 		return nil, err
 	}
-	// One transport for all: the handshakes are ordinary HTTP requests, each on its own
-	// connection that the WebSocket then keeps.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
-	rctx, cancel := context.WithCancel(context.Background())
-	w := &watchers{ws: make([]*watcher, n), cancel: cancel}
+	// Small handshake buffers (the server's answer is some 130 bytes): when the server's first
+	// frame arrives with the answer, the dialer hands back its buffer, which then serves as
+	// the client's read buffer.
+	d := ws.Dialer{ReadBufferSize: watchBuffer, WriteBufferSize: watchBuffer}
+	w := &watchers{ws: make([]*watcher, n)}
 	sem := make(chan struct{}, dialParallel)
 	var wg sync.WaitGroup
 	var firstErr error
@@ -125,15 +136,21 @@ func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration
 			defer func() { <-sem }()
 			dctx, dcancel := context.WithTimeout(ctx, timeout)
 			defer dcancel()
-			c, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: client})
+			c, br, _, err := d.Dial(dctx, u)
 			if err != nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("loadgen: WebSocket client %d of %d: %w", i+1, n, err) })
 				return
 			}
-			ws := &watcher{conn: c, done: make(chan struct{})}
-			ws.latest.Store(-1)
-			w.ws[i] = ws
-			go ws.read(rctx, w)
+			if br == nil || br.Size() != watchBuffer {
+				if br != nil { // cannot happen with the pool's power-of-two sizes; keep what it holds
+					c = &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(peekAll(br)), c)}
+				}
+				br = bufio.NewReaderSize(c, watchBuffer)
+			}
+			wt := &watcher{conn: c, br: br, done: make(chan struct{})}
+			wt.latest.Store(-1)
+			w.ws[i] = wt
+			go wt.read(w)
 		})
 	}
 	wg.Wait()
@@ -146,12 +163,12 @@ func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration
 	}
 	// Each client gets the current snapshot on connect.
 	deadline := time.Now().Add(timeout)
-	for _, ws := range w.ws {
-		for ws.latest.Load() < 0 {
+	for _, wt := range w.ws {
+		for wt.latest.Load() < 0 {
 			select {
-			case <-ws.done:
+			case <-wt.done:
 				w.close()
-				return nil, fmt.Errorf("loadgen: a WebSocket client closed before its first message: %v", ws.err)
+				return nil, fmt.Errorf("loadgen: a WebSocket client closed before its first message: %v", wt.err)
 			case <-ctx.Done():
 				w.close()
 				return nil, ctx.Err()
@@ -166,29 +183,97 @@ func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration
 	return w, nil
 }
 
-// read records each message's total and when it arrived, until the connection ends.
-func (ws *watcher) read(ctx context.Context, w *watchers) {
-	defer close(ws.done)
-	var m struct {
-		Total *int64 `json:"total"`
-	}
+// prefixConn reads r (bytes already read from Conn, then Conn) and writes to Conn.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// peekAll returns a copy of what br holds.
+func peekAll(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Clone(b)
+}
+
+// read records each message's total and when it arrived, until the connection ends. It
+// answers pings (so a long run is not dropped as a dead peer) and echoes a close.
+func (wt *watcher) read(w *watchers) {
+	defer close(wt.done)
+	var hdr [ws.MaxHeaderSize - 2]byte
+	var msg []byte // the message being read, reused
 	for {
-		_, b, err := ws.conn.Read(ctx)
-		at := time.Now()
+		h, err := ws.ReadHeaderBuffer(wt.br, hdr[:])
 		if err != nil {
-			ws.err = err
+			wt.err = err
 			return
 		}
-		m.Total = nil
-		if err := json.Unmarshal(b, &m); err != nil || m.Total == nil {
-			ws.err = fmt.Errorf("message without a total: %.100q", b)
+		if err := ws.CheckHeader(h, ws.StateClientSide); err != nil {
+			wt.err = err
 			return
 		}
+		if int64(len(msg))+h.Length > maxPushMessage {
+			wt.err = fmt.Errorf("message over %d bytes", maxPushMessage)
+			return
+		}
+		start := len(msg)
+		msg = append(msg, make([]byte, h.Length)...)
+		if _, err := io.ReadFull(wt.br, msg[start:]); err != nil {
+			wt.err = err
+			return
+		}
+		at := time.Now()
+		switch h.OpCode {
+		case ws.OpPing:
+			err = wsutil.WriteClientMessage(wt.conn, ws.OpPong, msg[start:])
+			msg = msg[:start]
+			if err != nil {
+				wt.err = err
+				return
+			}
+			continue
+		case ws.OpPong:
+			msg = msg[:start]
+			continue
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(msg[start:])
+			_ = wsutil.WriteClientMessage(wt.conn, ws.OpClose, ws.NewCloseFrameBody(code, ""))
+			wt.err = wsutil.ClosedError{Code: code, Reason: reason}
+			return
+		}
+		if !h.Fin {
+			continue // the rest of the message follows
+		}
+		total, ok := messageTotal(msg)
+		if !ok {
+			wt.err = fmt.Errorf("message without a total: %.100q", msg)
+			return
+		}
+		msg = msg[:0]
 		if from := w.from.Load(); from != nil && !at.Before(*from) {
-			ws.msgs = append(ws.msgs, pushMsg{at, *m.Total})
+			wt.msgs = append(wt.msgs, pushMsg{at, total})
 		}
-		ws.latest.Store(*m.Total)
+		wt.latest.Store(total)
 	}
+}
+
+// messageTotal reads the "total" of a result message without decoding the rest: 10,000
+// clients decode every message, on the same cores as the service measured. The key cannot
+// occur inside a label, where JSON escapes the quotes.
+func messageTotal(b []byte) (int64, bool) {
+	const key = `"total":`
+	i := bytes.LastIndex(b, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(b[i+len(key):], " ")
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
+	return n, err == nil
 }
 
 // start marks the beginning of the votes and returns the total before them: the highest
@@ -197,8 +282,8 @@ func (w *watchers) start() int64 {
 	now := time.Now()
 	w.from.Store(&now)
 	var base int64
-	for _, ws := range w.ws {
-		base = max(base, ws.latest.Load())
+	for _, wt := range w.ws {
+		base = max(base, wt.latest.Load())
 	}
 	return base
 }
@@ -208,13 +293,13 @@ func (w *watchers) waitFinal(ctx context.Context, final int64, wait time.Duratio
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		all := true
-		for _, ws := range w.ws {
+		for _, wt := range w.ws {
 			select {
-			case <-ws.done:
+			case <-wt.done:
 				continue // gone; counted as not having the final total
 			default:
 			}
-			if ws.latest.Load() < final {
+			if wt.latest.Load() < final {
 				all = false
 				break
 			}
@@ -227,13 +312,13 @@ func (w *watchers) waitFinal(ctx context.Context, final int64, wait time.Duratio
 }
 
 func (w *watchers) close() {
-	w.cancel()
-	for _, ws := range w.ws {
-		if ws == nil {
+	w.closing.Store(true)
+	for _, wt := range w.ws {
+		if wt == nil {
 			continue
 		}
-		ws.conn.CloseNow()
-		<-ws.done
+		wt.conn.Close()
+		<-wt.done
 	}
 }
 
@@ -243,15 +328,16 @@ func (w *watchers) report(base, final int64, acks []time.Time) *PushReport {
 	r := &PushReport{Clients: len(w.ws), BaseTotal: base, Final: final}
 	hist := make([]int64, pushBuckets)
 	var lastFinal time.Time
-	for _, ws := range w.ws {
-		if ws.err == nil || errors.Is(ws.err, context.Canceled) || websocket.CloseStatus(ws.err) == websocket.StatusNormalClosure {
+	for _, wt := range w.ws {
+		var closed wsutil.ClosedError
+		if wt.err == nil || (w.closing.Load() && errors.Is(wt.err, net.ErrClosed)) || (errors.As(wt.err, &closed) && closed.Code == ws.StatusNormalClosure) {
 			r.Connected++
 		} else if r.Error == "" {
-			r.Error = ws.err.Error()
+			r.Error = wt.err.Error()
 		}
 		seen := int64(0) // votes of this run this client has seen
 		gotFinal := false
-		for _, m := range ws.msgs {
+		for _, m := range wt.msgs {
 			r.Messages++
 			upTo := min(m.total-base, int64(len(acks)))
 			for k := seen; k < upTo; k++ {
