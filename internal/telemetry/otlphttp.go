@@ -240,6 +240,7 @@ func (c *otlpHTTPClient) UploadTraces(ctx context.Context, spans []*tracepb.Reso
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	wait := c.backoff
+	var last error // the last retryable failure
 	for attempt := 1; ; attempt++ {
 		retryAfter, err := c.post(ctx, body)
 		if err == nil {
@@ -247,8 +248,13 @@ func (c *otlpHTTPClient) UploadTraces(ctx context.Context, spans []*tracepb.Reso
 		}
 		var perm permanentError
 		if errors.As(err, &perm) {
+			if last != nil && ctx.Err() != nil {
+				// The deadline cut a retry short: the failure before it says more.
+				return fmt.Errorf("giving up after %d attempts (%w): %w", attempt, ctx.Err(), last)
+			}
 			return perm.err
 		}
+		last = err
 		// Half the backoff plus a random part, so processes that failed together do not retry
 		// together.
 		delay := wait/2 + rand.N(wait/2+1)
