@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/votingapp/voting/internal/telemetry"
@@ -67,6 +68,9 @@ func newProcess(ctx context.Context, service string, opts common, env *cmdEnv) (
 	})
 	if telemetry.TracingEnabled(env.getenv) {
 		log.Info("tracing on")
+		// Export errors reach the SDK's global handler, which prints plain lines to stderr:
+		// route them into the service's structured log instead.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("export traces", "err", err) }))
 	}
 	return p, nil
 }

@@ -10,6 +10,8 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/votingapp/voting/internal/proctest"
 )
 
 // TestOneTracePerVote: with tracing on, a vote's POST, its publish, the worker's handling
@@ -95,5 +97,45 @@ func TestOneTracePerVote(t *testing.T) {
 			t.Fatalf("spans %v, want %v", names, want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTraceExportErrorsAreLogged: when the collector cannot be reached, the export error is
+// a line of the service's structured log, not a plain line of the SDK's own.
+func TestTraceExportErrorsAreLogged(t *testing.T) {
+	collector := proctest.FreeAddr(t) // nothing listens there
+	vars := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + collector,
+		"OTEL_EXPORTER_OTLP_TIMEOUT":  "200",
+		"OTEL_BSP_SCHEDULE_DELAY":     "50",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLogWriter()
+	done := make(chan int, 1)
+	env := &cmdEnv{getenv: func(k string) string { return vars[k] }, stdout: io.Discard, stderr: logs}
+	go func() {
+		err := runAll(ctx, env, append([]string{"--data-dir=" + t.TempDir()}, loopback...))
+		code := 0
+		if err != nil {
+			code = 1
+		}
+		done <- code
+	}()
+	defer func() { cancel(); <-done }()
+	app := &testApp{t: t, cancel: cancel, done: done, logs: logs}
+	<-logs.listening("vote")
+	<-logs.listening("admin")
+	app.waitReady()
+	resp, err := http.Post(app.url("vote")+"/api/vote", "application/json", strings.NewReader(`{"vote":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !logs.contains(`"level":"WARN"`, `"msg":"export traces"`, collector) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no structured log line for the failed export; logs:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
