@@ -18,20 +18,7 @@ import (
 // is 2.3 MB more. Pages are written with html escaping by hand and traces are sent by
 // internal/telemetry's own OTLP/HTTP transport instead.
 func TestNoTemplatesOrGRPCInBinary(t *testing.T) {
-	goBin := goCommand()
-	if goBin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no go command found (GOROOT/bin/go or PATH); it is needed to list the binary's dependencies")
-		}
-		t.Skip("no go command found (GOROOT/bin/go or PATH) to list the binary's dependencies")
-	}
-	// One line per package: its import path, then the packages it imports.
-	cmd := exec.Command(goBin, "list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`, ".")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
+	out := goListDeps(t)
 	forbidden := func(p string) bool {
 		return p == "text/template" || p == "html/template" ||
 			p == "google.golang.org/grpc" || strings.HasPrefix(p, "google.golang.org/grpc/")
@@ -68,6 +55,37 @@ func TestNoTemplatesOrGRPCInBinary(t *testing.T) {
 		"is 2.3 MB more and links html/template. Write pages without templates and export traces "+
 		"with internal/telemetry's OTLP/HTTP transport.",
 		len(found), strings.Join(found[:min(3, len(found))], ", "), strings.Join(how, "\n"))
+}
+
+// TestImageBuildHasNoSQLite: the container image is built with -tags nosqlite (see the
+// Dockerfile) to leave the 4 MB SQLite library out; nothing else may bring it back in.
+func TestImageBuildHasNoSQLite(t *testing.T) {
+	for line := range strings.Lines(string(goListDeps(t, "-tags", "nosqlite"))) {
+		if pkg := strings.Fields(line); len(pkg) > 0 && strings.HasPrefix(pkg[0], "modernc.org/") {
+			t.Fatalf("the -tags nosqlite build links %s: the image would carry the SQLite library", pkg[0])
+		}
+	}
+}
+
+// goListDeps returns `go list -deps` of this command with the build flags given: one line per
+// package, its import path, then the packages it imports.
+func goListDeps(t *testing.T, flags ...string) []byte {
+	t.Helper()
+	goBin := goCommand()
+	if goBin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no go command found (GOROOT/bin/go or PATH); it is needed to list the binary's dependencies")
+		}
+		t.Skip("no go command found (GOROOT/bin/go or PATH) to list the binary's dependencies")
+	}
+	args := append(append([]string{"list", "-deps"}, flags...), "-f", `{{.ImportPath}} {{join .Imports " "}}`, ".")
+	cmd := exec.Command(goBin, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	return out
 }
 
 // goCommand returns the go command of the toolchain running the test, else the one on PATH,
