@@ -109,22 +109,7 @@ func TestTraceExportErrorsAreLogged(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_TIMEOUT":  "200",
 		"OTEL_BSP_SCHEDULE_DELAY":     "50",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := newLogWriter()
-	done := make(chan int, 1)
-	env := &cmdEnv{getenv: func(k string) string { return vars[k] }, stdout: io.Discard, stderr: logs}
-	go func() {
-		err := runAll(ctx, env, append([]string{"--data-dir=" + t.TempDir()}, loopback...))
-		code := 0
-		if err != nil {
-			code = 1
-		}
-		done <- code
-	}()
-	defer func() { cancel(); <-done }()
-	app := &testApp{t: t, cancel: cancel, done: done, logs: logs}
-	<-logs.listening("vote")
-	<-logs.listening("admin")
+	app := startApp(t, vars, []string{"vote", "admin"}, append([]string{"all", "--data-dir=" + t.TempDir()}, loopback...)...)
 	app.waitReady()
 	resp, err := http.Post(app.url("vote")+"/api/vote", "application/json", strings.NewReader(`{"vote":"a"}`))
 	if err != nil {
@@ -132,9 +117,9 @@ func TestTraceExportErrorsAreLogged(t *testing.T) {
 	}
 	resp.Body.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for !logs.contains(`"level":"WARN"`, `"msg":"export traces"`, collector) {
+	for !app.logs.contains(`"level":"WARN"`, `"msg":"export traces"`, collector) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no structured log line for the failed export; logs:\n%s", logs)
+			t.Fatalf("no structured log line for the failed export; logs:\n%s", app.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
