@@ -59,8 +59,10 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "websocket: "+err.Error(), http.StatusForbidden)
 		return
 	}
-	// The upgrader answers a bad handshake itself, with a status (400, 405, 426) and why.
-	conn, rw, _, err := (ws.HTTPUpgrader{Timeout: writeTimeout}).Upgrade(r, w)
+	// The upgrader answers a bad handshake itself, with a status (400, 405, 426) and why. It
+	// writes on the hijacked connection, so the headers the middleware has set (security
+	// headers) are handed to it for every answer, 101 included.
+	conn, rw, _, err := (ws.HTTPUpgrader{Timeout: writeTimeout, Header: w.Header()}).Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()

@@ -374,7 +374,10 @@ func TestCheckOrigin(t *testing.T) {
 // TestServeWebSocketHandshake: the handler's answers to handshakes, good and bad.
 func TestServeWebSocketHandshake(t *testing.T) {
 	s := &Service{hub: newTestHub(t, time.Second, time.Hour)}
-	srv := httptest.NewServer(http.HandlerFunc(s.serveWebSocket))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Frame-Options", "DENY") // as the security middleware does
+		s.serveWebSocket(w, r)
+	}))
 	defer srv.Close()
 	handshake := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 	for _, tc := range []struct {
@@ -404,6 +407,9 @@ func TestServeWebSocketHandshake(t *testing.T) {
 			defer resp.Body.Close()
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if got := resp.Header.Get("X-Frame-Options"); got != "DENY" {
+				t.Errorf("the middleware's header on the answer: %q, want DENY", got)
 			}
 			if tc.want == 101 {
 				return
