@@ -19,7 +19,8 @@ import (
 // so two writers would keep both cores busy; the others are there for clients whose socket
 // buffer is full (hundreds of KiB not read): such a write waits up to writeTimeout, and it
 // takes more than maxWriters of those at the same moment before the rest wait for a writer.
-// Writers exist only while there is something to write; 64 idle stacks would be 0.5 MB.
+// (With 10,000 reading clients 2, 8 and 64 writers measured the same.) Writers exist only
+// while there is something to write; 64 idle stacks would be 0.5 MB.
 const maxWriters = 64
 
 // hub fans the latest snapshot out to every connected client. It holds no goroutine per
