@@ -66,9 +66,11 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
+			web.SetHijackedStatus(w, rejectionStatus(err))
 		}
 		return
 	}
+	web.SetHijackedStatus(w, http.StatusSwitchingProtocols)
 	// A client must wait for the handshake's answer before it sends a frame (RFC 6455 4.1),
 	// so net/http's buffers hold nothing of the socket's: drop them and read the conn itself.
 	if rw.Reader.Buffered() > 0 {
@@ -76,4 +78,14 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hub.add(conn)
+}
+
+// rejectionStatus is the status the upgrader answered a refused handshake with: the
+// rejection's own, else 500, as ws.HTTPUpgrader decides it.
+func rejectionStatus(err error) int {
+	var rej *ws.ConnectionRejectedError
+	if errors.As(err, &rej) && rej.StatusCode() != 0 {
+		return rej.StatusCode()
+	}
+	return http.StatusInternalServerError
 }

@@ -136,6 +136,26 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// SetHijackedStatus records code as the answer to the request, for Instrument's metrics, log
+// line and span, when the handler answered on a hijacked connection, past the ResponseWriter
+// (a WebSocket upgrade writes its 101, or its refusal, itself). Without it such a request
+// would count as a 200.
+func SetHijackedStatus(w http.ResponseWriter, code int) {
+	for {
+		if sw, ok := w.(*statusWriter); ok {
+			if !sw.wrote {
+				sw.status, sw.wrote = code, true
+			}
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
+}
+
 func (w *statusWriter) code() int {
 	if !w.wrote {
 		return http.StatusOK
