@@ -100,14 +100,23 @@ func (h *hub) publish(b []byte) (replaced int) {
 	if h.closed {
 		return 0
 	}
+	h.queueAll(func(c *client) {
+		if c.next != nil {
+			replaced++
+		}
+		c.next = frame
+	})
+	return replaced
+}
+
+// queueAll calls set, under the client's lock, for every client that still takes frames (no
+// close frame pending), and queues those not queued yet. h.mu must be held.
+func (h *hub) queueAll(set func(*client)) {
 	h.pending = h.pending[:0]
 	for _, c := range h.conns {
 		c.mu.Lock()
 		if c.final == nil {
-			if c.next != nil {
-				replaced++
-			}
-			c.next = frame
+			set(c)
 			if !c.queued {
 				c.queued = true
 				h.pending = append(h.pending, c)
@@ -117,7 +126,6 @@ func (h *hub) publish(b []byte) (replaced int) {
 	}
 	h.push(h.pending...)
 	clear(h.pending) // hold no client beyond its life
-	return replaced
 }
 
 // snapshot returns the latest snapshot, or nil before the first tally.
@@ -172,20 +180,7 @@ func (h *hub) pingAll() {
 	if h.closed {
 		return
 	}
-	h.pending = h.pending[:0]
-	for _, c := range h.conns {
-		c.mu.Lock()
-		if c.final == nil {
-			c.ping = true
-			if !c.queued {
-				c.queued = true
-				h.pending = append(h.pending, c)
-			}
-		}
-		c.mu.Unlock()
-	}
-	h.push(h.pending...)
-	clear(h.pending)
+	h.queueAll(func(c *client) { c.ping = true })
 	h.pinger.Reset(h.pingInterval)
 }
 

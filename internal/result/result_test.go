@@ -19,20 +19,32 @@ import (
 	"github.com/votingapp/voting/internal/voting"
 )
 
+// newService returns a result service for options on a SQLite store of its own, and the
+// registry of its metrics. Its poll interval is an hour: any update within a test comes from
+// the store's signal.
+func newService(t *testing.T, options string) (*result.Service, *sqlitestore.Store, *prometheus.Registry) {
+	t.Helper()
+	st, err := sqlitestore.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts, err := voting.ParseOptions(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour, Instance: "here"}, st, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, st, reg
+}
+
 func TestPushOnCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlitestore.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	opts, _ := voting.ParseOptions("a=Cats,b=Dogs,c=Birds")
-	// A poll interval of an hour: any update within the test comes from the store's signal.
-	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour, Instance: "here"}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, st, _ := newService(t, "a=Cats,b=Dogs,c=Birds")
 	go svc.Run(ctx)
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
@@ -85,16 +97,7 @@ func TestPushOnCommit(t *testing.T) {
 func TestGoingAwayOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlitestore.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	opts, _ := voting.ParseOptions("a=Cats,b=Dogs")
-	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _, _ := newService(t, "a=Cats,b=Dogs")
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() {

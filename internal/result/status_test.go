@@ -12,9 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/votingapp/voting/internal/proctest"
-	"github.com/votingapp/voting/internal/result"
-	"github.com/votingapp/voting/internal/sqlitestore"
-	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
 )
 
@@ -24,17 +21,7 @@ import (
 func TestWebSocketStatusInMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlitestore.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	opts, _ := voting.ParseOptions("a=Cats,b=Dogs")
-	reg := prometheus.NewRegistry()
-	svc, err := result.New(result.Config{Options: opts, PollInterval: time.Hour}, st, slog.New(slog.DiscardHandler), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _, reg := newService(t, "a=Cats,b=Dogs")
 	go svc.Run(ctx)
 	m := web.NewMetrics(reg)
 	srv := httptest.NewServer(web.Instrument("result", slog.New(slog.DiscardHandler), m, noop.NewTracerProvider().Tracer(""), svc.Handler()))
