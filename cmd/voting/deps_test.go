@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -88,21 +86,12 @@ func goListDeps(t *testing.T, flags ...string) []byte {
 	return out
 }
 
-// goCommand returns the go command of the toolchain running the test, else the one on PATH,
-// else "".
+// goCommand returns the go command, or "". `go test` puts its own toolchain's bin first on
+// the PATH of the tests it runs, so this is the toolchain running the test.
 func goCommand() string {
-	// runtime.GOROOT is empty in binaries built with -trimpath; then PATH decides.
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if runtime.GOOS == "windows" {
-			p += ".exe"
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		return ""
 	}
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return ""
+	return p
 }
