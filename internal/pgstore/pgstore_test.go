@@ -581,3 +581,30 @@ func drain(w <-chan struct{}, quiet time.Duration) {
 		}
 	}
 }
+
+// TestRecordIsAllOrNothing: a batch is one transaction, sent in one round trip. When its last
+// statement fails (here the trace row: PostgreSQL text cannot hold a NUL byte) the votes
+// written before it in the batch are rolled back too.
+func TestRecordIsAllOrNothing(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	at := voting.Now()
+	good := []voting.Vote{{VoterID: "v1", Option: "a", At: at}, {VoterID: "v2", Option: "b", At: at}}
+	bad := append(append([]voting.Vote(nil), good...), voting.Vote{VoterID: "v3", Option: "a", At: at.Add(time.Second), TraceParent: "00-\x00"})
+	if err := s.Record(ctx, bad); err == nil {
+		t.Fatal("a batch whose trace row cannot be written was recorded")
+	}
+	if tally, err := s.Tally(ctx); err != nil || len(tally.Counts) != 0 {
+		t.Fatalf("after the failed batch: counts %v (%v), want none", tally.Counts, err)
+	}
+	if _, ok, err := s.VoteOf(ctx, "v1"); err != nil || ok {
+		t.Fatalf("after the failed batch: v1 recorded (%v)", err)
+	}
+	// The store is usable after the failure: the connection's implicit transaction ended.
+	if err := s.Record(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if tally, err := s.Tally(ctx); err != nil || tally.Counts["a"] != 1 || tally.Counts["b"] != 1 {
+		t.Fatalf("after the good batch: counts %v (%v), want a 1, b 1", tally.Counts, err)
+	}
+}
