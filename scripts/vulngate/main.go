@@ -20,6 +20,7 @@ type frame struct {
 }
 
 type message struct {
+	Config  *json.RawMessage `json:"config"` // govulncheck's first message
 	Finding *struct {
 		OSV          string  `json:"osv"`
 		FixedVersion string  `json:"fixed_version"`
@@ -30,6 +31,7 @@ type message struct {
 func main() {
 	dec := json.NewDecoder(os.Stdin)
 	stdlib, thirdParty := map[string]string{}, map[string]string{}
+	sawConfig := false
 	for {
 		var m message
 		if err := dec.Decode(&m); err == io.EOF {
@@ -38,6 +40,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "vulngate: reading govulncheck output:", err)
 			os.Exit(2)
 		}
+		sawConfig = sawConfig || m.Config != nil
 		f := m.Finding
 		if f == nil || len(f.Trace) == 0 || f.Trace[0].Function == "" {
 			continue // imported or required only: our code does not call it
@@ -48,6 +51,11 @@ func main() {
 		} else {
 			thirdParty[f.OSV] = where
 		}
+	}
+	if !sawConfig {
+		// Empty or foreign input: govulncheck did not run, which must not pass for a clean scan.
+		fmt.Fprintln(os.Stderr, "vulngate: no govulncheck report on stdin")
+		os.Exit(2)
 	}
 	print := func(title string, m map[string]string) {
 		ids := make([]string, 0, len(m))
