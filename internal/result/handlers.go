@@ -3,6 +3,7 @@ package result
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -39,7 +40,7 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 func (s *Service) serveResults(w http.ResponseWriter, r *http.Request) {
 	b := s.hub.snapshot()
 	if b == nil {
-		web.Error(w, r, s.log, errors.New("no tally read yet: "+voting.ErrUnavailable.Error()), true)
+		web.Error(w, r, s.log, fmt.Errorf("no tally read yet: %w", voting.ErrUnavailable), true)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

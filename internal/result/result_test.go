@@ -123,6 +123,22 @@ func TestGoingAwayOnStop(t *testing.T) {
 	}
 }
 
+// TestResultsUnavailableBeforeFirstTally: before the first read of the tally there is
+// nothing to show yet, which is a 503 a client may retry, not an internal error.
+func TestResultsUnavailableBeforeFirstTally(t *testing.T) {
+	svc, _, _ := newService(t, "a=Cats,b=Dogs")
+	srv := httptest.NewServer(svc.Handler()) // Run is not running: no tally is read
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("/api/results before the first tally: %s, Retry-After %q; want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+	}
+}
+
 func get(t *testing.T, u string) string {
 	t.Helper()
 	resp, err := http.Get(u)
