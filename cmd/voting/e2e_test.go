@@ -297,7 +297,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	if s.redisURL != "redis://from-file:6379/0" || s.batchSize != 42 || s.voteAddr != ":5678" {
 		t.Errorf("got redis %q, batch %d, vote addr %q; want the file's URL, 42 from the environment, :5678 from the command line", s.redisURL, s.batchSize, s.voteAddr)
 	}
-	if got := s.pollOptions(&cmdEnv{getenv: func(k string) string { return env[k] }}).String(); got != "a=Tabs,b=Spaces" {
+	if got := s.poll.String(); got != "a=Tabs,b=Spaces" {
 		t.Errorf("options: got %q, want a=Tabs,b=Spaces", got)
 	}
 
@@ -306,7 +306,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.pollOptions(&cmdEnv{getenv: func(k string) string { return env[k] }}).String(); got != "x=Red,y=Green,z=Blue" {
+	if got := s.poll.String(); got != "x=Red,y=Green,z=Blue" {
 		t.Errorf("options: got %q, want VOTING_OPTIONS to win over OPTION_A/OPTION_B", got)
 	}
 

@@ -30,7 +30,7 @@ func FuzzSettings(f *testing.F) {
 		if err != nil {
 			return
 		}
-		opts := s.pollOptions(env)
+		opts := s.poll
 		if len(opts) < 2 || len(opts) > voting.MaxOptions {
 			t.Fatalf("args %q env %q: %d options accepted", args, environ, len(opts))
 		}

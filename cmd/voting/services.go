@@ -23,6 +23,7 @@ import (
 type settings struct {
 	common
 	options      *optionsFlag
+	poll         voting.Options // options resolved by parseSettings, for the services that show them
 	voteAddr     string
 	resultAddr   string
 	redisURL     string
@@ -92,15 +93,11 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	if s.options == nil {
 		return s, nil
 	}
-	if _, err := s.options.resolve(env); err != nil {
+	var err error
+	if s.poll, err = s.options.resolve(env); err != nil {
 		return nil, fmt.Errorf("options: %w", err)
 	}
 	return s, nil
-}
-
-func (s *settings) pollOptions(env *cmdEnv) voting.Options {
-	opts, _ := s.options.resolve(env) // validated by parseSettings
-	return opts
 }
 
 func runVote(ctx context.Context, env *cmdEnv, args []string) error {
@@ -116,14 +113,12 @@ func runVote(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "options", s.pollOptions(env).String())
+	p.log.Info("starting", "redis_url", maskURL(s.redisURL), "options", s.poll.String())
 	q, err := s.redisQueue(ctx, p)
 	if err != nil {
 		return err
 	}
-	p.onClose(func() { q.Close() })
-	p.check("redis", q.Ping)
-	if err := s.addVote(p, q, env); err != nil {
+	if err := s.addVote(p, q); err != nil {
 		return err
 	}
 	return p.run(ctx)
@@ -150,14 +145,10 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	p.onClose(func() { q.Close() })
-	st, err := pgstore.New(ctx, s.postgresURL)
+	st, err := s.pgStore(ctx, p)
 	if err != nil {
 		return err
 	}
-	p.onClose(st.Close)
-	p.check("redis", q.Ping)
-	p.check("postgres", st.Ping)
 	s.addWorker(p, q.Consumer(consumerName()), st)
 	return p.run(ctx)
 }
@@ -175,14 +166,12 @@ func runResult(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	p.log.Info("starting", "postgres_url", maskURL(s.postgresURL), "options", s.pollOptions(env).String())
-	st, err := pgstore.New(ctx, s.postgresURL)
+	p.log.Info("starting", "postgres_url", maskURL(s.postgresURL), "options", s.poll.String())
+	st, err := s.pgStore(ctx, p)
 	if err != nil {
 		return err
 	}
-	p.onClose(st.Close)
-	p.check("postgres", st.Ping)
-	if err := s.addResult(p, st, env); err != nil {
+	if err := s.addResult(p, st); err != nil {
 		return err
 	}
 	return p.run(ctx)
@@ -213,8 +202,6 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		p.onClose(func() { q.Close() })
-		p.check("redis", q.Ping)
 		pub, consumer = q, q.Consumer(consumerName())
 	} else {
 		q := memqueue.New(memqueue.Config{ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
@@ -237,12 +224,10 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		if err := pgstore.Migrate(ctx, s.postgresURL); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		pg, err := pgstore.New(ctx, s.postgresURL)
+		pg, err := s.pgStore(ctx, p)
 		if err != nil {
 			return err
 		}
-		p.onClose(pg.Close)
-		p.check("postgres", pg.Ping)
 		st = pg
 	} else {
 		lite, err := openEmbeddedStore(ctx, s.dataDir)
@@ -256,13 +241,13 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	p.log.Info("starting",
 		"queue", backendName(s.redisURL, "redis "+maskURL(s.redisURL), "in-process"),
 		"store", backendName(s.postgresURL, "postgres "+maskURL(s.postgresURL), "sqlite in "+s.dataDir),
-		"options", s.pollOptions(env).String())
+		"options", s.poll.String())
 
-	if err := s.addVote(p, pub, env); err != nil {
+	if err := s.addVote(p, pub); err != nil {
 		return err
 	}
 	s.addWorker(p, consumer, st)
-	if err := s.addResult(p, st, env); err != nil {
+	if err := s.addResult(p, st); err != nil {
 		return err
 	}
 	return p.run(ctx)
@@ -284,6 +269,8 @@ func backendName(url, server, embedded string) string {
 	return embedded
 }
 
+// redisQueue connects to the Redis queue as a part of p: its backlog in p's metrics, its
+// ping in p's readiness, closed when p stops.
 func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queue, error) {
 	q, err := redisqueue.New(ctx, redisqueue.Config{
 		URL: s.redisURL, Stream: s.stream, ClaimTimeout: s.claimTimeout, MaxDeliveries: s.maxDeliver,
@@ -293,11 +280,25 @@ func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queu
 		return nil, err
 	}
 	p.queueMetrics().Observe(q.Stats)
+	p.onClose(func() { q.Close() })
+	p.check("redis", q.Ping)
 	return q, nil
 }
 
-func (s *settings) addVote(p *process, pub voting.Publisher, env *cmdEnv) error {
-	svc, err := vote.New(vote.Config{Options: s.pollOptions(env), Instance: instance(), Tracer: p.tracerFor("vote")}, pub, p.log, p.reg)
+// pgStore connects to the PostgreSQL store as a part of p: its ping in p's readiness,
+// closed when p stops.
+func (s *settings) pgStore(ctx context.Context, p *process) (*pgstore.Store, error) {
+	st, err := pgstore.New(ctx, s.postgresURL)
+	if err != nil {
+		return nil, err
+	}
+	p.onClose(st.Close)
+	p.check("postgres", st.Ping)
+	return st, nil
+}
+
+func (s *settings) addVote(p *process, pub voting.Publisher) error {
+	svc, err := vote.New(vote.Config{Options: s.poll, Instance: instance(), Tracer: p.tracerFor("vote")}, pub, p.log, p.reg)
 	if err != nil {
 		return err
 	}
@@ -325,8 +326,8 @@ func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder)
 	p.loop(w.Run)
 }
 
-func (s *settings) addResult(p *process, st result.Store, env *cmdEnv) error {
-	svc, err := result.New(result.Config{Options: s.pollOptions(env), PollInterval: s.pollInterval, Instance: instance(), Tracer: p.tracerFor("result")}, st, p.log, p.reg)
+func (s *settings) addResult(p *process, st result.Store) error {
+	svc, err := result.New(result.Config{Options: s.poll, PollInterval: s.pollInterval, Instance: instance(), Tracer: p.tracerFor("result")}, st, p.log, p.reg)
 	if err != nil {
 		return err
 	}
