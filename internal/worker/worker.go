@@ -151,6 +151,10 @@ func (w *Worker) handle(ctx context.Context, ds []voting.Delivery) {
 			w.recordEach(bctx, ds)
 			return
 		}
+		// While running, a stop cuts the wait short; once stopping, the wait ends at stopAt
+		// at the latest, so that stopping never takes much more than StopTimeout however far
+		// the backoff has grown.
+		waitCtx, cancel := ctx, context.CancelFunc(func() {})
 		if ctx.Err() != nil {
 			if stopAt.IsZero() {
 				stopAt = time.Now().Add(w.cfg.StopTimeout)
@@ -159,9 +163,11 @@ func (w *Worker) handle(ctx context.Context, ds []voting.Delivery) {
 				w.log.Warn("stopping with a batch not recorded; it will be delivered again", "batch", len(ds), "err", err)
 				return
 			}
+			waitCtx, cancel = context.WithDeadline(bctx, stopAt)
 		}
 		w.log.Warn("store unavailable; retrying the batch", "batch", len(ds), "err", err)
-		backoff.wait(bctx)
+		backoff.wait(waitCtx)
+		cancel()
 	}
 }
 
