@@ -109,23 +109,32 @@ func (h *hub) publish(b []byte) (replaced int) {
 	return replaced
 }
 
-// queueAll calls set, under the client's lock, for every client that still takes frames (no
-// close frame pending), and queues those not queued yet. h.mu must be held.
+// queueAll marks every client with set and queues those not queued yet, in one push. h.mu
+// must be held.
 func (h *hub) queueAll(set func(*client)) {
 	h.pending = h.pending[:0]
 	for _, c := range h.conns {
-		c.mu.Lock()
-		if c.final == nil {
-			set(c)
-			if !c.queued {
-				c.queued = true
-				h.pending = append(h.pending, c)
-			}
+		if c.mark(set) {
+			h.pending = append(h.pending, c)
 		}
-		c.mu.Unlock()
 	}
 	h.push(h.pending...)
 	clear(h.pending) // hold no client beyond its life
+}
+
+// mark calls set under c's lock to give it something to write, unless c takes no more
+// frames (a close frame is pending, or it is gone). It reports whether the caller must push
+// c: it was not queued, and now is.
+func (c *client) mark(set func(*client)) (push bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.final != nil || c.gone {
+		return false
+	}
+	set(c)
+	push = !c.queued
+	c.queued = true
+	return push
 }
 
 // snapshot returns the latest snapshot, or nil before the first tally.
@@ -186,17 +195,10 @@ func (h *hub) pingAll() {
 
 // closeWith makes frame the last thing written to c before it is closed.
 func (h *hub) closeWith(c *client, frame []byte, left bool) {
-	c.mu.Lock()
-	if c.final != nil || c.gone {
-		c.mu.Unlock()
-		return
-	}
-	c.final, c.next, c.ping = frame, nil, false
-	c.left = c.left || left
-	queue := !c.queued
-	c.queued = true
-	c.mu.Unlock()
-	if queue {
+	if c.mark(func(c *client) {
+		c.final, c.next, c.ping = frame, nil, false
+		c.left = c.left || left
+	}) {
 		h.push(c)
 	}
 }
@@ -404,14 +406,8 @@ func (h *hub) read(c *client) {
 		switch hd.OpCode {
 		case ws.OpPing:
 			pong := ws.MustCompileFrame(ws.NewPongFrame(p)) // a control payload always fits
-			c.mu.Lock()
-			queue := c.final == nil && !c.gone && !c.queued
-			if c.final == nil {
-				c.ctrl = pong // only the latest ping needs its pong (RFC 6455 5.5.3)
-			}
-			c.queued = c.queued || queue
-			c.mu.Unlock()
-			if queue {
+			// Only the latest ping needs its pong (RFC 6455 5.5.3).
+			if c.mark(func(c *client) { c.ctrl = pong }) {
 				h.push(c)
 			}
 		case ws.OpClose:
