@@ -312,12 +312,12 @@ func (h *hub) flush(c *client, bufs net.Buffers) {
 			_, err = bufs.WriteTo(c.conn) // one writev
 		}
 	}
-	if err == nil && next != nil {
-		h.sent.Inc()
-	}
 	if err != nil {
 		h.remove(c, writeFailed(err), err)
 		return
+	}
+	if next != nil {
+		h.sent.Inc()
 	}
 	if final != nil {
 		h.remove(c, false, nil)
