@@ -139,7 +139,8 @@ func (s *Service) Run(ctx context.Context) error {
 		} else if !bytes.Equal(b, last) {
 			first := last == nil
 			last = b
-			fresh := !first && t.Newest.After(lastNewest) // the first read after a start shows old votes
+			newer := t.Newest.After(lastNewest)
+			fresh := newer && !first // the first read after a start shows old votes
 			var span trace.Span
 			if fresh && t.NewestTrace != "" {
 				_, span = s.cfg.Tracer.Start(telemetry.ExtractTraceParent(ctx, t.NewestTrace), "push result",
@@ -153,10 +154,10 @@ func (s *Service) Run(ctx context.Context) error {
 			if first {
 				close(s.firstTally)
 			}
-			if t.Newest.After(lastNewest) {
-				if fresh {
-					s.toPush.Observe(time.Since(t.Newest).Seconds())
-				}
+			if fresh {
+				s.toPush.Observe(time.Since(t.Newest).Seconds())
+			}
+			if newer {
 				lastNewest = t.Newest
 			}
 		}
