@@ -102,7 +102,7 @@ func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (v
 	if !s.cfg.Options.Has(option) {
 		return voting.Vote{}, voting.ErrInvalidOption
 	}
-	id, _ := voterID(r)
+	id := voterID(r)
 	ctx, span := s.cfg.Tracer.Start(r.Context(), "publish vote", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("voting.option", option)))
 	defer span.End()

@@ -73,9 +73,9 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 			Help: "Votes that could not be put on the queue (answered 503).",
 		}),
 	}
-	s.pages = map[string][]byte{}
-	for _, choice := range append([]string{""}, optionIDs(cfg.Options)...) {
-		s.pages[choice] = s.renderPage(pageData{Choice: choice})
+	s.pages = map[string][]byte{"": s.renderPage(pageData{})}
+	for _, o := range cfg.Options {
+		s.pages[o.ID] = s.renderPage(pageData{Choice: o.ID})
 	}
 	for _, o := range cfg.Options {
 		s.accepted.WithLabelValues(o.ID) // so every option shows in /metrics from the start
@@ -96,19 +96,15 @@ const (
 	cookieMaxAge = 365 * 24 * 60 * 60
 )
 
-func newVoterID() string {
+// voterID returns the request's voter id from its cookie, or a new one when the cookie is
+// missing or not a voter id.
+func voterID(r *http.Request) string {
+	if c, err := r.Cookie(voterCookie); err == nil && voting.ValidVoterID(c.Value) {
+		return c.Value
+	}
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:])
-}
-
-// voterID returns the request's voter id from its cookie, or a new one (and true) when the
-// cookie is missing or not a voter id.
-func voterID(r *http.Request) (string, bool) {
-	if c, err := r.Cookie(voterCookie); err == nil && voting.ValidVoterID(c.Value) {
-		return c.Value, false
-	}
-	return newVoterID(), true
 }
 
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
@@ -123,12 +119,4 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
 // Secure, which never weakens it.
 func isHTTPS(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
-}
-
-func optionIDs(opts voting.Options) []string {
-	ids := make([]string, len(opts))
-	for i, o := range opts {
-		ids[i] = o.ID
-	}
-	return ids
 }
