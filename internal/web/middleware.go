@@ -62,8 +62,11 @@ func Instrument(server string, log *slog.Logger, m *Metrics, tracer trace.Tracer
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer.Start(telemetry.WithRequestID(ctx, id), r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx := r.Context()
+		if _, ok := r.Header["Traceparent"]; ok { // the propagator reads nothing else
+			ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		ctx, span := tracer.Start(telemetry.WithRequestID(ctx, id), r.Method, serverSpan)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -84,18 +87,27 @@ func Instrument(server string, log *slog.Logger, m *Metrics, tracer trace.Tracer
 			code := sw.code()
 			m.requests.WithLabelValues(server, route, r.Method, strconv.Itoa(code)).Inc()
 			m.duration.WithLabelValues(server, route).Observe(d.Seconds())
-			log.DebugContext(ctx, "request", "route", route, "method", r.Method, "status", code, "duration", d)
-			span.SetName(route)
-			span.SetAttributes(attribute.String("http.route", route), attribute.String("http.request.method", r.Method),
-				attribute.Int("http.response.status_code", code))
-			if code >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(code))
+			// Both are off by default; checking first saves building their arguments on
+			// every request.
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.DebugContext(ctx, "request", "route", route, "method", r.Method, "status", code, "duration", d)
+			}
+			if span.IsRecording() {
+				span.SetName(route)
+				span.SetAttributes(attribute.String("http.route", route), attribute.String("http.request.method", r.Method),
+					attribute.Int("http.response.status_code", code))
+				if code >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(code))
+				}
 			}
 			span.End()
 		}()
 		next.ServeHTTP(sw, r)
 	})
 }
+
+// serverSpan is made once: an option is an interface value, allocated when it is made.
+var serverSpan = trace.WithSpanKind(trace.SpanKindServer)
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
