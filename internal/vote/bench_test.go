@@ -2,17 +2,13 @@ package vote_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/vote"
-	"github.com/votingapp/voting/internal/voting"
 )
 
 // newBenchHandler returns the service's full handler (cross-origin check, routing, the
@@ -20,15 +16,8 @@ import (
 // benchmarks time this process's own work per request and no network or Redis.
 func newBenchHandler(b *testing.B) http.Handler {
 	b.Helper()
-	opts, err := voting.ParseOptions("a=Cats,b=Dogs")
-	if err != nil {
-		b.Fatal(err)
-	}
 	q := memqueue.New(memqueue.Config{})
-	svc, err := vote.New(vote.Config{Options: opts, Instance: "bench"}, q, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc := newService(b, "a=Cats,b=Dogs", vote.Config{Instance: "bench"}, q)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -3,14 +3,11 @@ package vote_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/votingapp/voting/internal/vote"
 	"github.com/votingapp/voting/internal/voting"
@@ -38,16 +35,8 @@ func (r *recorder) take() []voting.Vote {
 }
 
 func newFuzzHandler(f *testing.F) (http.Handler, *recorder) {
-	opts, err := voting.ParseOptions("a=Cats,b=Dogs")
-	if err != nil {
-		f.Fatal(err)
-	}
 	rec := &recorder{}
-	svc, err := vote.New(vote.Config{Options: opts}, rec, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		f.Fatal(err)
-	}
-	return svc.Handler(), rec
+	return newService(f, "a=Cats,b=Dogs", vote.Config{}, rec).Handler(), rec
 }
 
 // fuzzServe runs one request through h, with the raw Cookie header given.

@@ -19,17 +19,26 @@ import (
 	"github.com/votingapp/voting/internal/voting"
 )
 
+// newService returns a vote service for options (as --options reads them) and cfg, which
+// publishes to pub.
+func newService(tb testing.TB, options string, cfg vote.Config, pub voting.Publisher) *vote.Service {
+	tb.Helper()
+	opts, err := voting.ParseOptions(options)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Options = opts
+	svc, err := vote.New(cfg, pub, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
 func newTestService(t *testing.T) (*httptest.Server, *memqueue.Queue) {
 	t.Helper()
-	opts, err := voting.ParseOptions("a=Cats,b=Dogs")
-	if err != nil {
-		t.Fatal(err)
-	}
 	q := memqueue.New(memqueue.Config{})
-	svc, err := vote.New(vote.Config{Options: opts, Instance: "test-host"}, q, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := newService(t, "a=Cats,b=Dogs", vote.Config{Instance: "test-host"}, q)
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
 	return srv, q
@@ -203,14 +212,7 @@ func getBody(t *testing.T, u string) string {
 // TestPageEscapesOptionLabels: labels come from configuration and may hold any character;
 // the page shows them as text wherever they appear.
 func TestPageEscapesOptionLabels(t *testing.T) {
-	opts, err := voting.ParseOptions(`a=<i>Cats</i> & co,b="Dogs"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := vote.New(vote.Config{Options: opts, Instance: "<host>"}, memqueue.New(memqueue.Config{}), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := newService(t, `a=<i>Cats</i> & co,b="Dogs"`, vote.Config{Instance: "<host>"}, memqueue.New(memqueue.Config{}))
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/", "application/x-www-form-urlencoded", strings.NewReader("vote=a"))

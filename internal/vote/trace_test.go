@@ -2,13 +2,11 @@ package vote_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/vote"
-	"github.com/votingapp/voting/internal/voting"
 )
 
 // TestPublishSpan: with tracing on, a vote makes a producer span that names the option.
@@ -24,14 +21,7 @@ func TestPublishSpan(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
-	opts, err := voting.ParseOptions("a=Cats,b=Dogs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := vote.New(vote.Config{Options: opts, Tracer: tp.Tracer("vote")}, memqueue.New(memqueue.Config{}), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := newService(t, "a=Cats,b=Dogs", vote.Config{Tracer: tp.Tracer("vote")}, memqueue.New(memqueue.Config{}))
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("vote=b"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	w := httptest.NewRecorder()
