@@ -28,7 +28,9 @@ type Config struct {
 	// arrive by the store's signal within milliseconds; the poll only bounds how stale the
 	// page can get if a signal is ever lost (e.g. while the listener reconnects).
 	PollInterval time.Duration
-	Instance     string
+	// Instance names the process on the page, as the vote page does, so a person can see
+	// which replica serves them.
+	Instance string
 	// Tracer makes the push span, in the trace of the newest vote the push shows; nil means
 	// no tracing.
 	Tracer trace.Tracer
@@ -50,12 +52,12 @@ type Service struct {
 
 	firstTally chan struct{} // closed after the first tally is published
 
-	tallyErrors   prometheus.Counter
-	sent          prometheus.Counter
-	dropped       prometheus.Counter
-	clientsClosed prometheus.Counter
-	updated       prometheus.Gauge
-	toPush        prometheus.Histogram
+	tallyErrors    prometheus.Counter
+	sent           prometheus.Counter
+	dropped        prometheus.Counter
+	clientsDropped prometheus.Counter
+	updated        prometheus.Gauge
+	toPush         prometheus.Histogram
 }
 
 // New returns the service; Run must be running for it to have numbers to show.
@@ -87,7 +89,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Name: "voting_websocket_messages_dropped_total",
 			Help: "Snapshots replaced by a newer one before a slow client took them.",
 		}),
-		clientsClosed: prometheus.NewCounter(prometheus.CounterOpts{
+		clientsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "voting_websocket_clients_dropped_total",
 			Help: "WebSocket clients disconnected because a write failed or timed out, or no frame came for two ping intervals.",
 		}),
@@ -102,8 +104,8 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Help: "When the tally was last read successfully (Unix time).",
 		}),
 	}
-	s.hub = newHub(s.sent, s.clientsClosed, log)
-	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsClosed, s.updated, s.toPush,
+	s.hub = newHub(s.sent, s.clientsDropped, log)
+	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsDropped, s.updated, s.toPush,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "voting_websocket_clients",
 			Help: "WebSocket clients connected now.",
