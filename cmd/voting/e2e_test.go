@@ -275,6 +275,30 @@ func TestServicesNeedTheirURLs(t *testing.T) {
 	}
 }
 
+// TestPositionalArguments: healthcheck takes exactly its URL; every other command takes no
+// argument after its flags, and says so (a stray word is usually a misspelt flag).
+func TestPositionalArguments(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"healthcheck"}, 2, "Usage: voting healthcheck"},
+		{[]string{"healthcheck", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}, 2, "Usage: voting healthcheck"},
+		{[]string{"version", "now"}, 1, `unexpected arguments: ["now"]`},
+		{[]string{"migrate", "--postgres-url=postgres://x", "up"}, 1, `unexpected arguments: ["up"]`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			code := run(context.Background(), append([]string{"voting"}, tt.args...), func(string) string { return "" }, io.Discard, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("got exit %d and %q, want exit %d and %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
 // TestConfigFromEnvironment: every flag has its VOTING_ variable, secrets can come from
 // files, the command line wins, and the original's OPTION_A/OPTION_B still name the options.
 func TestConfigFromEnvironment(t *testing.T) {

@@ -53,16 +53,22 @@ func newFlagSet(name string, env *cmdEnv, summary string) *flag.FlagSet {
 
 // parse parses the command line, then fills each flag not given on it from its environment
 // variable (or, for secrets, the file named by the _FILE variable). The command line wins
-// over the environment, which wins over the default.
-func parse(fs *flag.FlagSet, args []string, env *cmdEnv) error {
+// over the environment, which wins over the default. nargs is how many arguments the
+// command takes after its flags (healthcheck its URL, the others none).
+func parse(fs *flag.FlagSet, args []string, env *cmdEnv, nargs int) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 && fs.Name() != "voting healthcheck" {
+	switch {
+	case fs.NArg() == nargs:
+	case nargs == 0:
 		return fmt.Errorf("unexpected arguments: %q (flags come as --name=value)", fs.Args())
+	default:
+		fs.Usage()
+		return errUsage
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -72,7 +78,8 @@ func parse(fs *flag.FlagSet, args []string, env *cmdEnv) error {
 			return
 		}
 		name := envName(f.Name)
-		val, ok := env.getenv(name), env.getenv(name) != ""
+		val := env.getenv(name)
+		ok := val != ""
 		if file := env.getenv(name + "_FILE"); secretFlags[f.Name] && file != "" && !ok {
 			b, err := os.ReadFile(file)
 			if err != nil {

@@ -44,7 +44,7 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.StringVar(&cfg.WSURL, "ws-url", "", "the result service, e.g. http://localhost:8081, for --ws-clients")
 	fs.IntVar(&cfg.WSClients, "ws-clients", 0, "WebSocket clients to hold open on --ws-url while voting, to measure vote → push latency")
 	fs.DurationVar(&cfg.WSWait, "ws-wait", 10*time.Second, "after the last vote, wait this long at most for every client to see the final total")
-	if err := parse(fs, args, env); err != nil {
+	if err := parse(fs, args, env, 0); err != nil {
 		return err
 	}
 	if seed {

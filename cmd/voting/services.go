@@ -84,7 +84,7 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	for _, r := range register {
 		r(s, fs)
 	}
-	if err := parse(fs, args, env); err != nil {
+	if err := parse(fs, args, env, 0); err != nil {
 		return nil, err
 	}
 	if s.batchSize < 0 || s.maxDeliver < 0 {

@@ -15,7 +15,7 @@ func runMigrate(ctx context.Context, env *cmdEnv, args []string) error {
 	var s settings
 	fs := newFlagSet("migrate", env, "Apply the embedded database migrations and exit. Idempotent, and safe to run\nfrom several processes at once (they take turns under an advisory lock).")
 	s.registerPostgres(fs)
-	if err := parse(fs, args, env); err != nil {
+	if err := parse(fs, args, env, 0); err != nil {
 		return err
 	}
 	if err := requireURL("migrate", "postgres-url", s.postgresURL, "the PostgreSQL store"); err != nil {
@@ -34,12 +34,8 @@ func runHealthcheck(ctx context.Context, env *cmdEnv, args []string) error {
 	var timeout time.Duration
 	fs := newFlagSet("healthcheck", env, "GET the URL (e.g. http://127.0.0.1:9090/readyz) and exit 0 on a 2xx answer, 1 otherwise.\nFor container health checks in images that have no curl.\n\nUsage: voting healthcheck [--timeout=3s] URL")
 	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
-	if err := parse(fs, args, env); err != nil {
+	if err := parse(fs, args, env, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -60,7 +56,7 @@ func runHealthcheck(ctx context.Context, env *cmdEnv, args []string) error {
 
 func runVersion(_ context.Context, env *cmdEnv, args []string) error {
 	fs := newFlagSet("version", env, "Print the version, the commit and the Go version.")
-	if err := parse(fs, args, env); err != nil {
+	if err := parse(fs, args, env, 0); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "voting %s (commit %s, %s %s/%s)\n", buildinfo.Version(), buildinfo.Commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
