@@ -7,9 +7,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace/noop"
-
 	"github.com/votingapp/voting/internal/web"
 )
 
@@ -19,7 +16,7 @@ func BenchmarkInstrument(b *testing.B) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	h := web.Instrument("vote", log, web.NewMetrics(prometheus.NewRegistry()), noop.NewTracerProvider().Tracer(""), web.SecurityHeaders(mux))
+	h := instrument(log, web.SecurityHeaders(mux))
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	b.ReportAllocs()
 	for b.Loop() {
