@@ -164,6 +164,17 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		unsure    = map[string][]unsureVote{}
 		acks      []time.Time // when each 2xx came, in order, for the push latency
 	)
+	// markUnsure notes vote i, which failed retryably, as one that may have been recorded
+	// anyway; a refused connection reached nothing. mu must be held.
+	markUnsure := func(voter string, i int, option string, err error) {
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+		case voter == "":
+			rep.UnsureNew++
+		default:
+			unsure[voter] = append(unsure[voter], unsureVote{i, option})
+		}
+	}
 	if watch != nil {
 		baseTotal = watch.start()
 	}
@@ -227,13 +238,7 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 					if rep.FirstError == "" && err != nil {
 						rep.FirstError = err.Error() // even though the retry may succeed
 					}
-					if !errors.Is(err, syscall.ECONNREFUSED) {
-						if voter == "" {
-							rep.UnsureNew++
-						} else {
-							unsure[voter] = append(unsure[voter], unsureVote{i, option})
-						}
-					}
+					markUnsure(voter, i, option, err)
 					mu.Unlock()
 					select {
 					case <-time.After(pause):
@@ -273,12 +278,8 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 					}
 				} else {
 					rep.Failed++
-					if retryable(status, err) && !errors.Is(err, syscall.ECONNREFUSED) {
-						if voter == "" {
-							rep.UnsureNew++
-						} else {
-							unsure[voter] = append(unsure[voter], unsureVote{i, option})
-						}
+					if retryable(status, err) {
+						markUnsure(voter, i, option, err)
 					}
 				}
 				done := rep.Sent
