@@ -22,10 +22,8 @@ type service struct {
 	name  string
 	args  []string
 	env   []string
-	cmd   *exec.Cmd
+	proc  *child // the latest start
 	logs  *proctest.Buffer
-	done  chan struct{}
-	code  int
 	admin string // http://127.0.0.1:port of the admin listener
 }
 
@@ -42,9 +40,7 @@ func startService(t *testing.T, name string, env []string, args ...string) *serv
 	}
 	s.start()
 	t.Cleanup(func() {
-		if !s.exited() {
-			s.stop(syscall.SIGKILL, 10*time.Second)
-		}
+		s.stop(syscall.SIGKILL, 10*time.Second)
 		if t.Failed() {
 			t.Logf("logs of %s (%s):\n%s", s.name, strings.Join(s.args, " "), tail(s.logs.String(), 40))
 		}
@@ -58,54 +54,26 @@ func (s *service) start() {
 	// Only what the test gives: no VOTING_* of the environment the tests run in.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "VOTING_LOG_FORMAT=json"}, s.env...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", s.name, err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		s.code = cmd.ProcessState.ExitCode()
-		if err != nil && s.code == 0 {
-			s.code = -1
-		}
-		close(s.done)
-	}()
+	s.proc = startChild(s.t, s.name, cmd)
 }
 
 // restart starts the process again with the same arguments (same ports) once it has exited.
 func (s *service) restart() {
 	s.t.Helper()
-	<-s.done
+	<-s.proc.done
 	fmt.Fprintf(s.logs, "--- restarted ---\n")
 	s.start()
 }
 
-func (s *service) pid() int { return s.cmd.Process.Pid }
+func (s *service) pid() int { return s.proc.cmd.Process.Pid }
 
-func (s *service) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *service) exited() bool { return s.proc.exited() }
 
 // stop sends sig and waits for the exit; it returns the exit code (-1 when killed by a
 // signal).
 func (s *service) stop(sig syscall.Signal, timeout time.Duration) int {
 	s.t.Helper()
-	if !s.exited() {
-		_ = s.cmd.Process.Signal(sig)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(timeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		s.t.Errorf("%s did not exit within %v of %v; killed", s.name, timeout, sig)
-	}
-	return s.code
+	return s.proc.stop(s.t, sig, timeout)
 }
 
 // ready reports whether /readyz answers 200.
@@ -119,7 +87,7 @@ func (s *service) waitReady(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for !s.ready() {
 		if s.exited() {
-			s.t.Fatalf("%s exited with %d before it was ready:\n%s", s.name, s.code, tail(s.logs.String(), 30))
+			s.t.Fatalf("%s exited with %d before it was ready:\n%s", s.name, s.proc.code, tail(s.logs.String(), 30))
 		}
 		if time.Now().After(deadline) {
 			s.t.Fatalf("%s not ready after %v:\n%s", s.name, timeout, tail(s.logs.String(), 30))
@@ -185,12 +153,12 @@ func newSystemOn(t *testing.T, r *redisServer) *system {
 	sys := &system{t: t, redis: r, pg: startPostgres(t), stream: "votes"}
 	m := startService(t, "migrate", nil, "migrate", "--postgres-url="+sys.pg.URL)
 	select {
-	case <-m.done:
+	case <-m.proc.done:
 	case <-time.After(60 * time.Second):
 		t.Fatal("voting migrate did not finish in 60s")
 	}
-	if m.code != 0 {
-		t.Fatalf("voting migrate exited %d:\n%s", m.code, m.logs)
+	if m.proc.code != 0 {
+		t.Fatalf("voting migrate exited %d:\n%s", m.proc.code, m.logs)
 	}
 	return sys
 }

@@ -17,11 +17,13 @@ import (
 	"github.com/votingapp/voting/internal/proctest"
 )
 
-// child is a server process started by a test. Only children are ever signalled.
+// child is a process started by a test (a server or the app). Only children are ever
+// signalled.
 type child struct {
 	name string
 	cmd  *exec.Cmd
-	done chan struct{}
+	done chan struct{} // closed when the process has exited
+	code int           // the exit code once done is closed (-1: killed by a signal)
 }
 
 func startChild(t *testing.T, name string, cmd *exec.Cmd) *child {
@@ -30,19 +32,24 @@ func startChild(t *testing.T, name string, cmd *exec.Cmd) *child {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
+	go func() {
+		err := cmd.Wait()
+		c.code = cmd.ProcessState.ExitCode()
+		if err != nil && c.code == 0 {
+			c.code = -1
+		}
+		close(c.done)
+	}()
 	return c
 }
 
-// stop sends sig and waits for the exit.
-func (c *child) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) {
+// stop sends sig unless the process has exited, waits for the exit, and returns the exit
+// code. A process still running after timeout is killed, and the test fails.
+func (c *child) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-c.done:
-		return
-	default:
+	if !c.exited() {
+		_ = c.cmd.Process.Signal(sig)
 	}
-	_ = c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(timeout):
@@ -50,6 +57,7 @@ func (c *child) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) {
 		<-c.done
 		t.Errorf("%s did not exit within %v of %v; killed", c.name, timeout, sig)
 	}
+	return c.code
 }
 
 func (c *child) exited() bool {
