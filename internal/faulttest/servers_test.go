@@ -114,21 +114,30 @@ func (r *redisServer) start() {
 		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", r.fsync,
 		"--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no")
 	cmd.Args = append(cmd.Args, r.extra...)
-	r.proc = startChild(t, "redis-server", cmd)
+	r.proc = startChild(t, fmt.Sprintf("redis-server on :%d", r.port), cmd)
 	opt, _ := redis.ParseURL(r.URL)
 	c := redis.NewClient(opt)
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitUp(t, r.proc, filepath.Join(r.dir, "redis.log"), 20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
+		defer cancel()
+		return c.Ping(ctx).Err()
+	})
+}
+
+// waitUp calls ping until it succeeds. When the server exits first, or timeout passes, the
+// test fails with the server's log.
+func waitUp(t *testing.T, server *child, logPath string, timeout time.Duration, ping func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ping()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) || r.proc.exited() {
-			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
-			t.Fatalf("redis on :%d not up: %v\n%s", r.port, err, log)
+		if time.Now().After(deadline) || server.exited() {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("%s not up: %v\n%s", server.name, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -263,23 +272,16 @@ func (p *pgServer) start() {
 		"-c", "max_connections=100", "-c", "shared_buffers=32MB")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	p.proc = startChild(t, "postgres", cmd)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	p.proc = startChild(t, fmt.Sprintf("postgres on :%d", p.port), cmd)
+	waitUp(t, p.proc, logf.Name(), 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		conn, err := pgx.Connect(ctx, p.URL)
 		if err == nil {
 			conn.Close(ctx)
-			cancel()
-			return
 		}
-		cancel()
-		if time.Now().After(deadline) || p.proc.exited() {
-			log, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "postgres.log"))
-			t.Fatalf("postgres on :%d not up: %v\n%s", p.port, err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // restart stops PostgreSQL with a fast shutdown (SIGINT: open transactions are rolled back,
