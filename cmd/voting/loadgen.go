@@ -75,14 +75,14 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	var progress func(int)
+	var pb *bar
 	if !quiet && isTerminal(env.stderr) {
-		bar := startBar(env.stderr, cfg.Votes)
-		defer bar.stop()
-		progress = bar.set
+		pb = startBar(env.stderr, cfg.Votes)
+		progress = pb.set
 	}
 	rep, err := loadgen.Run(ctx, cfg, progress)
-	if progress != nil {
-		progress(-1) // the bar's last state, then its line ends
+	if pb != nil {
+		pb.stop() // the bar's last state, then its line ends, before the summary
 	}
 	if rep == nil {
 		return err
@@ -166,7 +166,6 @@ type bar struct {
 	done  atomic.Int64
 	quit  chan struct{}
 	wg    sync.WaitGroup
-	once  sync.Once
 }
 
 func startBar(w io.Writer, total int) *bar {
@@ -188,17 +187,12 @@ func startBar(w io.Writer, total int) *bar {
 	return b
 }
 
-// set records the votes done; -1 ends the bar.
-func (b *bar) set(done int) {
-	if done < 0 {
-		b.stop()
-		return
-	}
-	b.done.Store(int64(done))
-}
+// set records the votes done.
+func (b *bar) set(done int) { b.done.Store(int64(done)) }
 
+// stop draws the bar a last time and ends its line.
 func (b *bar) stop() {
-	b.once.Do(func() { close(b.quit) })
+	close(b.quit)
 	b.wg.Wait()
 }
 
