@@ -93,16 +93,23 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 }
 
 // Run consumes until ctx is done or the queue is closed and drained. When ctx is done it
-// takes no new votes but finishes the batch in flight.
+// takes no new votes but finishes the batches it holds, for StopTimeout at most: what is not
+// recorded by then is left unacknowledged and delivered again.
 //
 // The next batch is received while the current one is recorded: the queue's round trip and
 // the store's transaction overlap instead of taking turns, which is most of what one worker
 // can gain (a worker then holds at most two batches).
 func (w *Worker) Run(ctx context.Context) error {
+	// stopCtx outlives ctx by StopTimeout: one deadline for all the batches held, so that
+	// stopping takes StopTimeout at most, however many there are.
+	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.StopTimeout, cancel) })
+	defer stopTimer()
 	batches := make(chan []voting.Delivery, 1)
 	go w.receive(ctx, batches)
 	for ds := range batches {
-		w.handle(ctx, ds)
+		w.handle(ctx, stopCtx, ds)
 	}
 	return nil
 }
@@ -132,42 +139,35 @@ func (w *Worker) receive(ctx context.Context, batches chan<- []voting.Delivery) 
 }
 
 // handle records a batch and acknowledges it. A store that is unavailable is retried with
-// backoff, for as long as it takes while running, and for StopTimeout once stopping. A vote
-// the store refuses for what it is (not for being unavailable) is dead-lettered alone.
-func (w *Worker) handle(ctx context.Context, ds []voting.Delivery) {
-	// The batch finishes even if ctx ends now; stopAt bounds it once ctx has ended.
-	bctx := context.WithoutCancel(ctx)
+// backoff, for as long as it takes while running (ctx), and until stopCtx is done once
+// stopping. A vote the store refuses for what it is (not for being unavailable) is
+// dead-lettered alone.
+func (w *Worker) handle(ctx, stopCtx context.Context, ds []voting.Delivery) {
 	backoff := newBackoff()
-	var stopAt time.Time
 	for {
-		err := w.record(bctx, ds)
+		err := w.record(stopCtx, ds)
 		if err == nil {
-			w.ack(bctx, ds)
+			w.ack(stopCtx, ds)
+			return
+		}
+		if stopCtx.Err() != nil {
+			w.log.Warn("stopping with a batch not recorded; it will be delivered again", "batch", len(ds), "err", err)
 			return
 		}
 		w.storeErrors.Inc()
 		if !errors.Is(err, voting.ErrUnavailable) {
 			w.log.Warn("batch refused by the store; recording its votes one by one", "batch", len(ds), "err", err)
-			w.recordEach(bctx, ds)
+			w.recordEach(stopCtx, ds)
 			return
 		}
-		// While running, a stop cuts the wait short; once stopping, the wait ends at stopAt
-		// at the latest, so that stopping never takes much more than StopTimeout however far
-		// the backoff has grown.
-		waitCtx, cancel := ctx, context.CancelFunc(func() {})
-		if ctx.Err() != nil {
-			if stopAt.IsZero() {
-				stopAt = time.Now().Add(w.cfg.StopTimeout)
-			}
-			if time.Now().After(stopAt) {
-				w.log.Warn("stopping with a batch not recorded; it will be delivered again", "batch", len(ds), "err", err)
-				return
-			}
-			waitCtx, cancel = context.WithDeadline(bctx, stopAt)
-		}
 		w.log.Warn("store unavailable; retrying the batch", "batch", len(ds), "err", err)
-		backoff.wait(waitCtx)
-		cancel()
+		// A stop cuts a wait short (the batch gets another try at once), and the stop
+		// deadline ends the waits after it.
+		if ctx.Err() == nil {
+			backoff.wait(ctx)
+		} else {
+			backoff.wait(stopCtx)
+		}
 	}
 }
 
