@@ -70,7 +70,7 @@ type client struct {
 	final  []byte // a close frame to write last; once set, the client takes no more snapshots
 	queued bool   // in the queue or being written by a writer
 	gone   bool   // closed and removed
-	left   bool   // the peer went away or closed: not counted as dropped
+	left   bool   // the peer sent a close: a failed write of the reply is not a drop
 }
 
 func newHub(sent, clientsDropped prometheus.Counter, log *slog.Logger) *hub {
@@ -193,11 +193,12 @@ func (h *hub) pingAll() {
 	h.pinger.Reset(h.pingInterval)
 }
 
-// closeWith makes frame the last thing written to c before it is closed.
+// closeWith makes frame the last thing written to c before it is closed. left says the peer
+// closed first, so a failed write of frame does not count c as dropped.
 func (h *hub) closeWith(c *client, frame []byte, left bool) {
 	if c.mark(func(c *client) {
 		c.final, c.next, c.ping = frame, nil, false
-		c.left = c.left || left
+		c.left = left
 	}) {
 		h.push(c)
 	}
@@ -433,12 +434,5 @@ func closeReply(p, protocolError []byte) []byte {
 // readFailed ends a client whose read failed: a timeout is a dead peer (counted as dropped),
 // anything else the peer leaving or the connection closed here.
 func (h *hub) readFailed(c *client, err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		h.remove(c, true, err)
-		return
-	}
-	c.mu.Lock()
-	c.left = true
-	c.mu.Unlock()
-	h.remove(c, false, err)
+	h.remove(c, errors.Is(err, os.ErrDeadlineExceeded), err)
 }
