@@ -88,7 +88,7 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 		return nil, err
 	}
 	if s.batchSize < 0 || s.maxDeliver < 0 {
-		return nil, fmt.Errorf("--batch-size and --max-deliveries must be positive")
+		return nil, fmt.Errorf("--batch-size and --max-deliveries must not be negative (0 means the default)")
 	}
 	if s.options == nil {
 		return s, nil
