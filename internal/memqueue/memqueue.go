@@ -73,12 +73,12 @@ type Config struct {
 	MaxDeliveries int
 	// MaxDeadLetters bounds the dead letters kept in memory.
 	MaxDeadLetters int
-	// Logger receives the votes dead-lettered for too many deliveries (the worker logs
-	// the ones it dead-letters itself); nil discards them.
 	// OnDeadLetter, when set, is called for each vote the queue itself moves to the dead
 	// letters (kind voting.DeadMaxDeliveries), for metrics.
 	OnDeadLetter func(kind string)
-	Logger       *slog.Logger
+	// Logger receives the votes dead-lettered for too many deliveries (the worker logs
+	// the ones it dead-letters itself); nil discards them.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -443,14 +443,12 @@ func (c *consumer) Close() error {
 	}
 	c.closed = true
 	expires := time.Now().Add(q.cfg.ClaimTimeout)
-	held := make([]*entry, 0, len(c.held))
 	for _, e := range c.held {
 		e.expires = expires
-		held = append(held, e)
+		q.orphans = append(q.orphans, e)
 	}
-	slices.SortFunc(held, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
-	q.orphans = append(q.orphans, held...)
-	slices.SortStableFunc(q.orphans, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+	// Oldest first, as Receive hands them out; sequence numbers are unique.
+	slices.SortFunc(q.orphans, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	q.broadcast()
 	return nil
 }

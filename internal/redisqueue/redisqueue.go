@@ -84,12 +84,12 @@ type Config struct {
 	ClaimTimeout time.Duration
 	// MaxDeliveries is how many times an entry is delivered before it is dead-lettered.
 	MaxDeliveries int
-	// Logger receives the dead-lettering of undecodable entries and background errors;
-	// nil discards them.
 	// OnDeadLetter, when set, is called for each message the queue itself moves to the dead
 	// letters (kind voting.DeadUndecodable or voting.DeadMaxDeliveries), for metrics.
 	OnDeadLetter func(kind string)
-	Logger       *slog.Logger
+	// Logger receives the dead-lettering of undecodable entries and background errors;
+	// nil discards them.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() (Config, error) {
