@@ -135,6 +135,9 @@ func TestPodMonitorSelectsApp(t *testing.T) {
 	if pm.Namespace != "voting" || rules[0].Namespace != "voting" {
 		t.Errorf("PodMonitor in namespace %q, PrometheusRule in %q: want the app's namespace voting", pm.Namespace, rules[0].Namespace)
 	}
+	if len(pm.Spec.PodMetricsEndpoints) == 0 {
+		t.Error("the PodMonitor has no podMetricsEndpoints: nothing would be scraped")
+	}
 	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
 	if err != nil {
 		t.Fatal(err)
