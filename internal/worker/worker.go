@@ -106,7 +106,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancel()
 	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.StopTimeout, cancel) })
 	defer stopTimer()
-	batches := make(chan []voting.Delivery, 1)
+	// Unbuffered: receive holds the next batch while this loop records the current one; a
+	// buffer would only let it take a third from the queue, which no other worker can then
+	// have.
+	batches := make(chan []voting.Delivery)
 	go w.receive(ctx, batches)
 	for ds := range batches {
 		w.handle(ctx, stopCtx, ds)
