@@ -1,8 +1,6 @@
 package pgstore
 
 import (
-	"github.com/votingapp/voting/internal/migrations"
-
 	"context"
 	"embed"
 	"errors"
@@ -10,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/votingapp/voting/internal/migrations"
 )
 
 //go:embed migrations/*.sql

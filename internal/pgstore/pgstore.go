@@ -139,9 +139,10 @@ const recordLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('voting.rec
 // The transaction's statements go as one pgx batch: one round trip, which PostgreSQL runs as
 // one implicit transaction (all or nothing, the advisory lock held to its end). Against
 // BEGIN, lock, insert, COMMIT in four round trips it takes a batch of 500 from 4.0-4.7 ms to
-// 3.5-3.8 ms (BenchmarkRecord), and the single worker waits on exactly that. Errors that may pass (connection, timeouts, server shutting
-// down, schema not migrated yet) wrap voting.ErrUnavailable; errors caused by the data do
-// not.
+// 3.5-3.8 ms (BenchmarkRecord), and the single worker waits on exactly that.
+//
+// Errors that may pass (connection, timeouts, server shutting down, schema not migrated yet)
+// wrap voting.ErrUnavailable; errors caused by the data do not.
 func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 	if len(votes) == 0 {
 		return nil
