@@ -45,7 +45,12 @@ var order = []string{"vote", "worker", "result", "all", "migrate", "healthcheck"
 // run is the whole program behind main, so that tests can run it with their own arguments,
 // environment and output. It returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	env := &cmdEnv{getenv: getenv, stdout: stdout, stderr: stderr}
+	return runWith(ctx, args, &cmdEnv{getenv: getenv, stdout: stdout, stderr: stderr})
+}
+
+// runWith is run with the whole cmdEnv given, for tests that set its tracing.
+func runWith(ctx context.Context, args []string, env *cmdEnv) int {
+	stderr := env.stderr
 	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
 		usage(stderr)
 		if len(args) < 2 {

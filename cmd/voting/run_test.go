@@ -33,10 +33,16 @@ type testApp struct {
 // on every server in want (names from the "listening" log lines), and stops it at cleanup.
 func startApp(t *testing.T, env map[string]string, want []string, args ...string) *testApp {
 	t.Helper()
+	return startAppWith(t, &cmdEnv{getenv: func(k string) string { return env[k] }}, want, args...)
+}
+
+// startAppWith is startApp with the cmdEnv given (for its tracing); its output is set here.
+func startAppWith(t *testing.T, env *cmdEnv, want []string, args ...string) *testApp {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &testApp{t: t, cancel: cancel, done: make(chan int, 1), logs: newLogWriter()}
-	getenv := func(k string) string { return env[k] }
-	go func() { a.done <- run(ctx, append([]string{"voting"}, args...), getenv, io.Discard, a.logs) }()
+	env.stdout, env.stderr = io.Discard, a.logs
+	go func() { a.done <- runWith(ctx, append([]string{"voting"}, args...), env) }()
 	t.Cleanup(func() { a.stop() })
 	deadline := time.After(20 * time.Second)
 	for _, name := range want {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,29 +19,11 @@ import (
 func TestOneTracePerVote(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer tp.Shutdown(context.Background())
+	t.Cleanup(func() { tp.Shutdown(context.Background()) }) // after the app has stopped
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := newLogWriter()
-	done := make(chan int, 1)
-	env := &cmdEnv{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: logs, tracing: tp}
-	go func() {
-		err := runAll(ctx, env, append([]string{"--data-dir=" + t.TempDir(), "--log-level=debug"}, loopback...))
-		code := 0
-		if err != nil {
-			code = 1
-		}
-		done <- code
-	}()
-	defer func() { cancel(); <-done }()
-	app := &testApp{t: t, cancel: cancel, done: done, logs: logs}
-	select {
-	case <-logs.listening("result"):
-	case <-time.After(20 * time.Second):
-		t.Fatalf("not listening; logs:\n%s", logs)
-	}
-	<-logs.listening("vote")
-	<-logs.listening("admin")
+	app := startAppWith(t, &cmdEnv{getenv: func(string) string { return "" }, tracing: tp}, []string{"vote", "result", "admin"},
+		append([]string{"all", "--data-dir=" + t.TempDir(), "--log-level=debug"}, loopback...)...)
+	logs := app.logs
 	app.waitReady()
 	exp.Reset()
 
