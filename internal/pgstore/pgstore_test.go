@@ -261,9 +261,8 @@ func TestUpgradeOriginalTable(t *testing.T) {
 // UPDATE statement triggers with their transition tables, which is what the counts rely on.
 func TestCountTriggers(t *testing.T) {
 	s, dsn := newTestStore(t)
-	ctx := context.Background()
 	c := mustConnect(t, dsn)
-	steps := []string{
+	votingtest.TestCountTriggers(t, s, []string{
 		"INSERT INTO votes (id, vote, voted_at) VALUES ('v1', 'a', now()), ('v2', 'a', now()), ('v3', 'b', now())",
 		// One insert and two updates, one of which keeps its vote.
 		`INSERT INTO votes (id, vote, voted_at) VALUES ('v1', 'b', now()), ('v2', 'a', now()), ('v4', 'c', now())
@@ -276,30 +275,20 @@ func TestCountTriggers(t *testing.T) {
 		"INSERT INTO votes (id, vote, voted_at) VALUES ('v5', 'b', now()) ON CONFLICT (id) DO NOTHING",
 		"TRUNCATE votes",
 		"INSERT INTO votes (id, vote, voted_at) VALUES ('v6', 'b', now())",
-	}
-	for _, step := range steps {
-		if _, err := c.Exec(ctx, step); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
+	}, func(ctx context.Context, stmt string) error {
+		_, err := c.Exec(ctx, stmt)
+		return err
+	}, func(ctx context.Context) (map[string]int64, error) {
 		rows, err := c.Query(ctx, "SELECT vote, count(*) FROM votes GROUP BY vote")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		want := map[string]int64{}
+		counts := map[string]int64{}
 		var option string
 		var n int64
-		if _, err := pgx.ForEachRow(rows, []any{&option, &n}, func() error { want[option] = n; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		tally, err := s.Tally(ctx)
-		got := tally.Counts
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("after %s:\ncounts = %v, want %v", step, got, want)
-		}
-	}
+		_, err = pgx.ForEachRow(rows, []any{&option, &n}, func() error { counts[option] = n; return nil })
+		return counts, err
+	})
 }
 
 // TestNoSignalWithoutChange checks that the triggers notify only when counts change.
@@ -519,19 +508,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestRecordRejectsInvalidVotes(t *testing.T) {
-	s, _ := newTestStore(t)
-	ctx := context.Background()
-	err := s.Record(ctx, []voting.Vote{
-		{VoterID: "ok", Option: "a", At: voting.Now()},
-		{VoterID: "bad voter", Option: "a", At: voting.Now()},
-	})
-	if !errors.Is(err, voting.ErrInvalidVoter) || errors.Is(err, voting.ErrUnavailable) {
-		t.Fatalf("Record with an invalid voter: %v, want ErrInvalidVoter and not ErrUnavailable", err)
-	}
-	wantCounts(t, s, map[string]int64{})
-}
-
 func TestPing(t *testing.T) {
 	s, _ := newTestStore(t)
 	if err := s.Ping(context.Background()); err != nil {
@@ -551,11 +527,10 @@ func mustRecordVotes(t testing.TB, s *Store, votes []voting.Vote) {
 func wantCounts(t *testing.T, s *Store, want map[string]int64) {
 	t.Helper()
 	tally, err := s.Tally(context.Background())
-	got := tally.Counts
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := tally.Counts; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Tally = %v, want %v", got, want)
 	}
 }

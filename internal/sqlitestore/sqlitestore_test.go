@@ -107,8 +107,7 @@ func TestOpenConcurrently(t *testing.T) {
 // TestCountTriggers writes to votes with plain SQL, as someone with the sqlite3 shell would.
 func TestCountTriggers(t *testing.T) {
 	s, _ := newTestStore(t)
-	ctx := context.Background()
-	steps := []string{
+	votingtest.TestCountTriggers(t, s, []string{
 		"INSERT INTO votes (id, vote, voted_at) VALUES ('v1', 'a', 1), ('v2', 'a', 1), ('v3', 'b', 1)",
 		`INSERT INTO votes (id, vote, voted_at) VALUES ('v1', 'b', 2), ('v2', 'a', 2), ('v4', 'c', 2)
 		 ON CONFLICT (id) DO UPDATE SET vote = excluded.vote, voted_at = excluded.voted_at`,
@@ -119,34 +118,26 @@ func TestCountTriggers(t *testing.T) {
 		"INSERT OR REPLACE INTO votes (id, vote, voted_at) VALUES ('v5', 'a', 5)",
 		"DELETE FROM votes",
 		"INSERT INTO votes (id, vote, voted_at) VALUES ('v6', 'b', 6)",
-	}
-	for _, step := range steps {
-		if _, err := s.w.ExecContext(ctx, step); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		want := map[string]int64{}
+	}, func(ctx context.Context, stmt string) error {
+		_, err := s.w.ExecContext(ctx, stmt)
+		return err
+	}, func(ctx context.Context) (map[string]int64, error) {
 		rows, err := s.r.QueryContext(ctx, "SELECT vote, count(*) FROM votes GROUP BY vote")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
+		defer rows.Close()
+		counts := map[string]int64{}
 		for rows.Next() {
 			var option string
 			var n int64
 			if err := rows.Scan(&option, &n); err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
-			want[option] = n
+			counts[option] = n
 		}
-		rows.Close()
-		tally, err := s.Tally(ctx)
-		got := tally.Counts
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("after %s:\ncounts = %v, want %v", step, got, want)
-		}
-	}
+		return counts, rows.Err()
+	})
 }
 
 // TestNoSignalWithoutChange checks that a Record that changes nothing does not signal.
@@ -180,21 +171,6 @@ func TestOpenErrors(t *testing.T) {
 	if s, err := Open(context.Background(), file); err == nil {
 		s.Close()
 		t.Fatal("Open with a file as data dir succeeded")
-	}
-}
-
-func TestRecordRejectsInvalidVotes(t *testing.T) {
-	s, _ := newTestStore(t)
-	ctx := context.Background()
-	err := s.Record(ctx, []voting.Vote{
-		{VoterID: "ok", Option: "a", At: voting.Now()},
-		{VoterID: "v", Option: "not valid", At: voting.Now()},
-	})
-	if !errors.Is(err, voting.ErrInvalidOption) || errors.Is(err, voting.ErrUnavailable) {
-		t.Fatalf("Record with an invalid option: %v, want ErrInvalidOption and not ErrUnavailable", err)
-	}
-	if got, _ := s.Tally(ctx); len(got.Counts) != 0 {
-		t.Fatalf("Tally after a rejected batch = %v, want empty", got)
 	}
 }
 

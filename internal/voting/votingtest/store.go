@@ -2,6 +2,7 @@ package votingtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -84,6 +85,29 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		mustRecord(ctx, t, s, vote("v1", "b", 1))
 		wantTally(ctx, t, s, map[string]int64{"a": 1, "b": 1})
 		wantVote(ctx, t, s, vote("v1", "b", 1))
+	})
+
+	t.Run("InvalidVotesRejected", func(t *testing.T) {
+		// A batch with one invalid vote is refused whole, before anything is written, with
+		// the validation error and not ErrUnavailable: the worker must not retry it forever.
+		ctx, s := storeSetup(t, newStore)
+		for _, tt := range []struct {
+			bad  voting.Vote
+			want error
+		}{
+			{voting.Vote{VoterID: "bad voter", Option: "a", At: at(1)}, voting.ErrInvalidVoter},
+			{voting.Vote{VoterID: "v2", Option: "not valid", At: at(1)}, voting.ErrInvalidOption},
+			{voting.Vote{VoterID: "v2", Option: "a"}, voting.ErrInvalidTime},
+		} {
+			err := s.Record(ctx, []voting.Vote{vote("ok", "a", 0), tt.bad})
+			if !errors.Is(err, tt.want) || errors.Is(err, voting.ErrUnavailable) {
+				t.Errorf("Record with %+v: %v, want %v and not ErrUnavailable", tt.bad, err, tt.want)
+			}
+		}
+		wantTally(ctx, t, s, map[string]int64{})
+		if v, ok, err := s.VoteOf(ctx, "ok"); err != nil || ok {
+			t.Fatalf("VoteOf(ok) after refused batches = %v, %v, %v; want no vote", v, ok, err)
+		}
 	})
 
 	t.Run("OlderVoteChangesNothing", func(t *testing.T) {
@@ -351,8 +375,29 @@ func mustRecord(ctx context.Context, t *testing.T, s Store, votes ...voting.Vote
 	}
 }
 
+// TestCountTriggers checks that the counts a store keeps beside its votes table follow every
+// change to the table, also those made with plain SQL by an operator or another app. It runs
+// each statement of steps with exec, then compares s's tally with countVotes, which must
+// count the table itself (SELECT vote, count(*) FROM votes GROUP BY vote).
+func TestCountTriggers(t *testing.T, s voting.Tallier, steps []string, exec func(ctx context.Context, stmt string) error,
+	countVotes func(ctx context.Context) (map[string]int64, error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	for _, step := range steps {
+		if err := exec(ctx, step); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		want, err := countVotes(ctx)
+		if err != nil {
+			t.Fatalf("count the votes after %s: %v", step, err)
+		}
+		t.Logf("after %s: %v", step, want)
+		wantTally(ctx, t, s, want)
+	}
+}
+
 // wantTally checks the tally; options with a count of 0 may be present or not.
-func wantTally(ctx context.Context, t *testing.T, s Store, want map[string]int64) {
+func wantTally(ctx context.Context, t *testing.T, s voting.Tallier, want map[string]int64) {
 	t.Helper()
 	tally, err := s.Tally(ctx)
 	if err != nil {
