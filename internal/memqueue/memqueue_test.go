@@ -160,6 +160,7 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// BenchmarkReceiveAck: see votingtest.BenchmarkReceiveAck.
 func BenchmarkReceiveAck(b *testing.B) {
 	q := memqueue.New(memqueue.Config{Capacity: b.N + 1})
 	for i := range b.N {
@@ -167,16 +168,5 @@ func BenchmarkReceiveAck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c := q.Consumer("c1")
-	b.ResetTimer()
-	for n := 0; n < b.N; {
-		ds, err := c.Receive(b.Context(), 500)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Ack(b.Context(), ds...); err != nil {
-			b.Fatal(err)
-		}
-		n += len(ds)
-	}
+	votingtest.BenchmarkReceiveAck(b, q.Consumer("c1"))
 }

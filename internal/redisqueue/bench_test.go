@@ -8,6 +8,7 @@ import (
 
 	"github.com/votingapp/voting/internal/redisqueue"
 	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/voting/votingtest"
 )
 
 // BenchmarkPublish is one vote service request's queue cost: one XADD round trip.
@@ -56,18 +57,7 @@ func BenchmarkReceiveAck(b *testing.B) {
 	}
 	c := q.Consumer("bench")
 	defer c.Close()
-	b.ResetTimer()
-	for n := 0; n < b.N; {
-		ds, err := c.Receive(b.Context(), 500)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Ack(b.Context(), ds...); err != nil {
-			b.Fatal(err)
-		}
-		n += len(ds)
-	}
-	b.StopTimer()
+	votingtest.BenchmarkReceiveAck(b, c)
 	if s, err := q.Stats(b.Context()); err != nil || s.Length != 0 || s.Pending != 0 {
 		b.Fatalf("after the run: %+v, %v; want an empty stream", s, err)
 	}

@@ -41,3 +41,23 @@ func BenchmarkRecord(b *testing.B, newStore func(b *testing.B) voting.Recorder) 
 		})
 	}
 }
+
+// BenchmarkReceiveAck receives and acknowledges b.N deliveries from c in batches of 500 (the
+// worker's default batch size), as the worker does: the queue's cost per vote on the worker's
+// side. Each queue's benchmark puts the b.N votes on the queue beforehand; the timer starts
+// here.
+func BenchmarkReceiveAck(b *testing.B, c voting.Consumer) {
+	ctx := context.Background()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		ds, err := c.Receive(ctx, 500)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Ack(ctx, ds...); err != nil {
+			b.Fatal(err)
+		}
+		n += len(ds)
+	}
+	b.StopTimer()
+}
