@@ -115,14 +115,21 @@ func key(a netip.Addr) netip.Addr {
 // courtesy for demos and must never turn away voters because it is full.
 const MaxClients = 100_000
 
+// sweepEvery is how often, at most, a full limiter looks for idle clients to forget. A look
+// goes through every client under the lock (milliseconds at MaxClients), so doing it for
+// each new client of a flood would hold up every vote; in between, new clients go
+// untracked.
+const sweepEvery = time.Second
+
 // Limiter is a token bucket per client: Burst votes at once, then Rate per second.
 type Limiter struct {
 	rate  float64
 	burst float64
 	now   func() time.Time
 
-	mu      sync.Mutex
-	clients map[netip.Addr]*bucket
+	mu        sync.Mutex
+	clients   map[netip.Addr]*bucket
+	lastSweep time.Time // when forgetIdle last ran
 }
 
 type bucket struct {
@@ -146,7 +153,10 @@ func (l *Limiter) Allow(client netip.Addr) (bool, time.Duration) {
 	b, ok := l.clients[k]
 	if !ok {
 		if len(l.clients) >= MaxClients {
-			l.forgetIdle(now)
+			if now.Sub(l.lastSweep) >= sweepEvery {
+				l.forgetIdle(now)
+				l.lastSweep = now
+			}
 			if len(l.clients) >= MaxClients {
 				return true, 0
 			}

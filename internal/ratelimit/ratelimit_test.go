@@ -119,6 +119,29 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	}
 }
 
+// TestFullLimiterSweepsAtMostOncePerSecond: looking for idle clients goes through them all,
+// so a full limiter does it once per sweepEvery, not for every new client of a flood.
+func TestFullLimiterSweepsAtMostOncePerSecond(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(10, 1) // a client is idle again 100 ms after its vote
+	l.now = func() time.Time { return now }
+	for i := range MaxClients + 1 { // the last one finds the limiter full: a sweep, nothing idle
+		l.Allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+	}
+	now = now.Add(sweepEvery / 2) // all idle now, but the last sweep was just now
+	if ok, _ := l.Allow(netip.MustParseAddr("192.0.2.1")); !ok {
+		t.Fatal("new client refused by a full limiter")
+	}
+	if n := len(l.clients); n != MaxClients {
+		t.Fatalf("%d clients tracked half a sweep interval after a sweep, want still %d", n, MaxClients)
+	}
+	now = now.Add(sweepEvery / 2)
+	l.Allow(netip.MustParseAddr("192.0.2.2"))
+	if n := len(l.clients); n != 1 {
+		t.Fatalf("%d clients tracked a sweep interval later, want 1 (the idle ones forgotten)", n)
+	}
+}
+
 func TestMiddleware(t *testing.T) {
 	l := New(1, 2)
 	var refused int
