@@ -234,10 +234,6 @@ func (q *Queue) publish(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// PublishRaw adds body to the stream as it is, valid or not. It exists for tests and
-// tools that check what the consumers do with malformed entries.
-func (q *Queue) PublishRaw(ctx context.Context, body []byte) error { return q.publish(ctx, body) }
-
 // Ping checks that Redis answers.
 func (q *Queue) Ping(ctx context.Context) error {
 	if err := q.client.Ping(ctx).Err(); err != nil {
