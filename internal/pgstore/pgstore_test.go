@@ -211,15 +211,8 @@ func TestOriginalResultQuery(t *testing.T) {
 		{VoterID: "v1", Option: "a", At: now}, {VoterID: "v2", Option: "a", At: now},
 		{VoterID: "v3", Option: "b", At: now}, {VoterID: "v1", Option: "b", At: now.Add(time.Second)},
 	})
-	c := mustConnect(t, dsn)
-	rows, err := c.Query(ctx, "SELECT vote, COUNT(id) AS count FROM votes GROUP BY vote")
+	got, err := queryCounts(ctx, mustConnect(t, dsn), "SELECT vote, COUNT(id) AS count FROM votes GROUP BY vote")
 	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int64{}
-	var option string
-	var n int64
-	if _, err := pgx.ForEachRow(rows, []any{&option, &n}, func() error { got[option] = n; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if want := map[string]int64{"a": 1, "b": 2}; fmt.Sprint(got) != fmt.Sprint(want) {
@@ -279,16 +272,21 @@ func TestCountTriggers(t *testing.T) {
 		_, err := c.Exec(ctx, stmt)
 		return err
 	}, func(ctx context.Context) (map[string]int64, error) {
-		rows, err := c.Query(ctx, "SELECT vote, count(*) FROM votes GROUP BY vote")
-		if err != nil {
-			return nil, err
-		}
-		counts := map[string]int64{}
-		var option string
-		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&option, &n}, func() error { counts[option] = n; return nil })
-		return counts, err
+		return queryCounts(ctx, c, "SELECT vote, count(*) FROM votes GROUP BY vote")
 	})
+}
+
+// queryCounts runs a query of (option, count) rows and returns the counts.
+func queryCounts(ctx context.Context, c *pgx.Conn, query string) (map[string]int64, error) {
+	rows, err := c.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int64{}
+	var option string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&option, &n}, func() error { counts[option] = n; return nil })
+	return counts, err
 }
 
 // TestNoSignalWithoutChange checks that the triggers notify only when counts change.
