@@ -163,7 +163,7 @@ func TestSplitServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dead) != 1 || dead[0].Values["reason"] == "" || !strings.Contains(toString(dead[0].Values), "not json") {
+	if len(dead) != 1 || dead[0].Values["reason"] == "" || !strings.Contains(fmt.Sprint(dead[0].Values), "not json") {
 		t.Fatalf("dead letters: got %v, want the one malformed message with a reason", dead)
 	}
 	// The worker acknowledges right after the commit that the result page already shows.
@@ -184,11 +184,9 @@ func TestSplitServices(t *testing.T) {
 
 	// The metrics say what was done: 3000 accepted, 3000 processed, the malformed message
 	// dead-lettered as undecodable, nothing refused by the store, and a bad vote rejected.
-	resp, err := http.PostForm(v.url("vote")+"/", url.Values{"vote": {"zzz"}})
-	if err != nil {
-		t.Fatal(err)
+	if code := postVote(t, v.url("vote"), "zzz"); code != http.StatusBadRequest {
+		t.Errorf("vote for an unknown option: got %d, want 400", code)
 	}
-	resp.Body.Close()
 	for _, m := range []struct {
 		app  *testApp
 		name string
@@ -221,8 +219,6 @@ func TestSplitServices(t *testing.T) {
 	}
 }
 
-func toString(m map[string]any) string { return fmt.Sprint(m) }
-
 // metricValue scrapes the app's /metrics and returns the value of the series written exactly
 // as name (with its labels in the exposition's order).
 func metricValue(t *testing.T, a *testApp, name string) float64 {
@@ -238,6 +234,17 @@ func metricValue(t *testing.T, a *testApp, name string) float64 {
 	}
 	t.Fatalf("no metric %s in the scrape of %s", name, a.url("admin"))
 	return 0
+}
+
+// postVote casts one vote as the page's form does and returns the answer's status.
+func postVote(t *testing.T, voteURL, option string) int {
+	t.Helper()
+	resp, err := http.PostForm(voteURL+"/", url.Values{"vote": {option}})
+	if err != nil {
+		t.Fatalf("POST %s: %v", voteURL, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func get(t *testing.T, u string) string {
@@ -385,13 +392,8 @@ func TestHealthcheckAndReadiness(t *testing.T) {
 		t.Errorf("healthcheck of /livez: exit %d, want 0: %s", code, &out)
 	}
 	// A vote while Redis is down is refused with 503, and nothing claims it was taken.
-	resp, err = http.PostForm(app.url("vote")+"/", url.Values{"vote": {"a"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("vote while Redis is down: got %s, want 503", resp.Status)
+	if code := postVote(t, app.url("vote"), "a"); code != http.StatusServiceUnavailable {
+		t.Errorf("vote while Redis is down: got %d, want 503", code)
 	}
 }
 
@@ -432,13 +434,8 @@ func TestCrossSiteVoteRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST: got %s, want 403", resp.Status)
 	}
-	resp, err = http.PostForm(app.url("vote")+"/", url.Values{"vote": {"a"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("POST without Origin: got %s, want 200", resp.Status)
+	if code := postVote(t, app.url("vote"), "a"); code != http.StatusOK {
+		t.Errorf("POST without Origin: got %d, want 200", code)
 	}
 }
 
