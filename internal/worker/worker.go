@@ -24,8 +24,9 @@ type Config struct {
 	// BatchSize is the most votes recorded in one transaction. Bigger batches cost the
 	// store less per vote; 500 already makes the per-transaction cost small.
 	BatchSize int
-	// StopTimeout is how long a batch in flight may keep retrying after the worker was told
-	// to stop. Past it the batch is left unacknowledged and another worker takes it.
+	// StopTimeout is how long the batches the worker holds may keep retrying after it was
+	// told to stop, all together. Past it they are left unacknowledged and another worker
+	// takes them.
 	StopTimeout time.Duration
 	// OnDeadLetter, when set, is called for each vote the worker dead-letters, with the
 	// kind voting.DeadStoreRefused, for metrics.
