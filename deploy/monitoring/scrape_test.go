@@ -344,57 +344,64 @@ func startProcess(t *testing.T, bin, command string, nPorts int, args func(addrs
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addrs := freePorts(t, nPorts)
-		admin := addrs[nPorts-1]
-		var logs syncBuffer
-		cmd := exec.Command(bin, append([]string{command, "--log-format=text", "--log-level=debug"}, args(addrs)...)...)
-		cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		if startOn(t, bin, command, addrs[nPorts-1], args(addrs), attempt < 3) {
+			return addrs
 		}
-		done := make(chan struct{})
-		var waitErr error
-		go func() { waitErr = cmd.Wait(); close(done) }()
-		stop := func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
+	}
+}
 
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if resp, err := client.Get("http://" + admin + "/readyz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					t.Cleanup(func() {
-						stop()
-						if t.Failed() {
-							t.Logf("voting %s output:\n%s", command, logs.String())
-						}
-					})
-					return addrs
-				}
-			}
-			select {
-			case <-done:
-				if strings.Contains(logs.String(), "address already in use") && attempt < 3 {
-					break
-				}
-				t.Fatalf("voting %s exited: %v\n%s", command, waitErr, logs.String())
-			default:
-				if time.Now().After(deadline) {
-					stop()
-					t.Fatalf("voting %s not ready after 30s\n%s", command, logs.String())
-				}
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			break // retry with other ports
+// startOn runs `voting <command> flags...` and waits until admin's /readyz answers 200. It
+// returns false when the process exited because a port was taken and mayRetry is set; any
+// other failure fails the test.
+func startOn(t *testing.T, bin, command, admin string, flags []string, mayRetry bool) bool {
+	t.Helper()
+	var logs syncBuffer
+	cmd := exec.Command(bin, append([]string{command, "--log-format=text", "--log-level=debug"}, flags...)...)
+	cmd.Env = append(os.Environ(), "VOTING_REDIS_URL=", "VOTING_POSTGRES_URL=")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
 		}
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := client.Get("http://" + admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Cleanup(func() {
+					stop()
+					if t.Failed() {
+						t.Logf("voting %s output:\n%s", command, logs.String())
+					}
+				})
+				return true
+			}
+		}
+		select {
+		case <-done:
+			if mayRetry && strings.Contains(logs.String(), "address already in use") {
+				return false
+			}
+			t.Fatalf("voting %s exited: %v\n%s", command, waitErr, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("voting %s not ready after 30s\n%s", command, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
