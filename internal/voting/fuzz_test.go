@@ -24,7 +24,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("decoded %+v, which does not validate: %v", v, verr)
 		}
 		again, err := voting.DecodeMessage(voting.EncodeMessage(v))
-		if err != nil || again.VoterID != v.VoterID || again.Option != v.Option || !again.At.Equal(v.At) {
+		if err != nil || again.VoterID != v.VoterID || again.Option != v.Option || !again.At.Equal(v.At) || again.TraceParent != v.TraceParent {
 			t.Fatalf("round trip of %+v: got %+v, %v", v, again, err)
 		}
 	})
