@@ -6,13 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/trace"
 )
 
-// command is one subcommand: its one-line summary and the function that runs it.
+// command is one subcommand: its name, its one-line summary and the function that runs it.
 type command struct {
+	name    string
 	summary string
 	run     func(ctx context.Context, env *cmdEnv, args []string) error
 }
@@ -27,20 +29,19 @@ type cmdEnv struct {
 	tracing trace.TracerProvider
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"vote":        {"serve the voting page (needs Redis)", runVote},
-		"worker":      {"move votes from the queue into the store (needs Redis and PostgreSQL)", runWorker},
-		"result":      {"serve the live results page (needs PostgreSQL)", runResult},
-		"all":         {"run vote, worker and result in one process (embedded SQLite and queue by default)", runAll},
-		"migrate":     {"apply the database migrations and exit", runMigrate},
-		"healthcheck": {"GET a URL and exit 0 on a 2xx answer (for images without curl)", runHealthcheck},
-		"loadgen":     {"cast votes against a vote service (--seed: the original's 3000 votes)", runLoadgen},
-		"version":     {"print the version", runVersion},
+// commands are the subcommands, in the order the usage lists them.
+func commands() []command {
+	return []command{
+		{"vote", "serve the voting page (needs Redis)", runVote},
+		{"worker", "move votes from the queue into the store (needs Redis and PostgreSQL)", runWorker},
+		{"result", "serve the live results page (needs PostgreSQL)", runResult},
+		{"all", "run vote, worker and result in one process (embedded SQLite and queue by default)", runAll},
+		{"migrate", "apply the database migrations and exit", runMigrate},
+		{"healthcheck", "GET a URL and exit 0 on a 2xx answer (for images without curl)", runHealthcheck},
+		{"loadgen", "cast votes against a vote service (--seed: the original's 3000 votes)", runLoadgen},
+		{"version", "print the version", runVersion},
 	}
 }
-
-var order = []string{"vote", "worker", "result", "all", "migrate", "healthcheck", "loadgen", "version"}
 
 // run is the whole program behind main, so that tests can run it with their own arguments,
 // environment and output. It returns the exit code.
@@ -58,13 +59,14 @@ func runWith(ctx context.Context, args []string, env *cmdEnv) int {
 		}
 		return 0
 	}
-	cmd, ok := commands()[args[1]]
-	if !ok {
+	cmds := commands()
+	i := slices.IndexFunc(cmds, func(c command) bool { return c.name == args[1] })
+	if i < 0 {
 		fmt.Fprintf(stderr, "voting: unknown command %q\n\n", args[1])
 		usage(stderr)
 		return 2
 	}
-	err := cmd.run(ctx, env, args[2:])
+	err := cmds[i].run(ctx, env, args[2:])
 	switch {
 	case err == nil:
 		return 0
@@ -81,9 +83,8 @@ func runWith(ctx context.Context, args []string, env *cmdEnv) int {
 func usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("voting: the example voting app in one binary.\n\nUsage: voting <command> [flags]\n\nCommands:\n")
-	cmds := commands()
-	for _, name := range order {
-		fmt.Fprintf(&b, "  %-12s %s\n", name, cmds[name].summary)
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nRun 'voting <command> -h' for the command's flags. Every flag can also be set by an\nenvironment variable: VOTING_ and the flag's name in upper snake case (--redis-url is\nVOTING_REDIS_URL). Secrets can be read from a file named by the variable with _FILE.\n")
 	fmt.Fprint(w, b.String())
