@@ -227,6 +227,9 @@ func TestRunRawRefused(t *testing.T) {
 	if rep.Failed != 3 || rep.ByStatus["error"] != 3 || rep.FirstError == "" {
 		t.Fatalf("report %+v: want 3 failed with an error", rep)
 	}
+	if rep.UnsureNew != 0 {
+		t.Fatalf("%d refused votes counted as unsure: nothing reached the service", rep.UnsureNew)
+	}
 }
 
 // TestRunRate checks that the schedule holds votes back: the last of 200 votes at 1000/s is
