@@ -90,7 +90,7 @@ screenshots:
 	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
 
 ## lint: formatting, go.mod tidiness (every module), vet (also of the image's -tags nosqlite
-## build) and staticcheck
+## build) and staticcheck (also of the deployment modules, which test-deploy vets)
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
@@ -99,6 +99,7 @@ lint:
 	$(GO) vet -tags nosqlite ./cmd/voting
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(TOOLS)/staticcheck ./...
+	@for m in $(DEPLOY_MODULES); do echo "staticcheck in $$m"; (cd $$m && $(TOOLS)/staticcheck ./...) || exit 1; done
 	scripts/actionlint
 
 ## vuln: govulncheck against the vulnerability database from the Go module proxy (works
