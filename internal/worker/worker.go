@@ -161,10 +161,11 @@ func (w *Worker) handle(ctx, stopCtx context.Context, ds []voting.Delivery) {
 		w.storeErrors.Inc()
 		if !errors.Is(err, voting.ErrUnavailable) {
 			w.log.Warn("batch refused by the store; recording its votes one by one", "batch", len(ds), "err", err)
-			w.recordEach(stopCtx, ds)
-			return
+			if ds, err = w.recordEach(stopCtx, ds); len(ds) == 0 {
+				return
+			}
 		}
-		w.log.Warn("store unavailable; retrying the batch", "batch", len(ds), "err", err)
+		w.log.Warn("store or queue unavailable; retrying the batch", "batch", len(ds), "err", err)
 		// A stop cuts a wait short (the batch gets another try at once), and the stop
 		// deadline ends the waits after it.
 		if ctx.Err() == nil {
@@ -218,25 +219,35 @@ func (w *Worker) trace(ds []voting.Delivery, start, end time.Time, err error) {
 }
 
 // recordEach records the votes of a refused batch one at a time, so one bad vote does not
-// hold back the others, and dead-letters each vote the store refuses.
-func (w *Worker) recordEach(ctx context.Context, ds []voting.Delivery) {
-	for _, d := range ds {
-		err := w.record(ctx, []voting.Delivery{d})
-		switch {
-		case err == nil:
-			w.ack(ctx, []voting.Delivery{d})
-		case errors.Is(err, voting.ErrUnavailable):
-			// Not the vote's fault: leave it for redelivery.
-			w.log.Warn("store unavailable while recording one by one", "err", err)
-		default:
-			if derr := w.consumer.DeadLetter(ctx, d, "store refused the vote: "+err.Error()); derr != nil {
-				w.log.Error("dead-letter vote", "message_id", d.ID, "err", derr)
-				continue
-			}
-			w.cfg.OnDeadLetter(voting.DeadStoreRefused)
-			w.log.Warn("vote dead-lettered", "message_id", d.ID, "reason", err)
+// hold back the others, dead-letters each vote the store refuses, and acknowledges the
+// recorded ones together. It returns the deliveries it could not settle, because the store
+// became unavailable or a dead-lettering failed, with the error, for handle to retry: a live
+// consumer keeps what it holds, so a delivery merely left alone would never come back.
+func (w *Worker) recordEach(ctx context.Context, ds []voting.Delivery) (rest []voting.Delivery, err error) {
+	var recorded []voting.Delivery
+	for i, d := range ds {
+		rerr := w.record(ctx, []voting.Delivery{d})
+		if rerr == nil {
+			recorded = append(recorded, d)
+			continue
 		}
+		if errors.Is(rerr, voting.ErrUnavailable) {
+			// Not the votes' fault: this one and the rest wait for the store.
+			rest, err = append(rest, ds[i:]...), rerr
+			break
+		}
+		if derr := w.consumer.DeadLetter(ctx, d, "store refused the vote: "+rerr.Error()); derr != nil {
+			w.log.Error("dead-letter vote", "message_id", d.ID, "err", derr)
+			rest, err = append(rest, d), derr
+			continue
+		}
+		w.cfg.OnDeadLetter(voting.DeadStoreRefused)
+		w.log.Warn("vote dead-lettered", "message_id", d.ID, "reason", rerr)
 	}
+	if len(recorded) > 0 {
+		w.ack(ctx, recorded)
+	}
+	return rest, err
 }
 
 func (w *Worker) ack(ctx context.Context, ds []voting.Delivery) {

@@ -20,12 +20,14 @@ import (
 )
 
 // flakyStore is a real store whose Record fails as told: the first failures calls with
-// err, and any batch holding poison with a data error.
+// err, and any batch holding poison with a data error, after which the next
+// outageOnRefusal calls (once) fail with err.
 type flakyStore struct {
 	*sqlitestore.Store
-	failures atomic.Int32
-	err      error
-	poison   string
+	failures        atomic.Int32
+	err             error
+	poison          string
+	outageOnRefusal atomic.Int32
 }
 
 func (s *flakyStore) Record(ctx context.Context, votes []voting.Vote) error {
@@ -34,6 +36,7 @@ func (s *flakyStore) Record(ctx context.Context, votes []voting.Vote) error {
 	}
 	for _, v := range votes {
 		if v.VoterID == s.poison {
+			s.failures.Store(s.outageOnRefusal.Swap(0))
 			return errors.New("value too long for type character varying(255)")
 		}
 	}
@@ -128,6 +131,18 @@ func TestRefusedVoteIsDeadLettered(t *testing.T) {
 	if got := counter(t, reg, "voting_votes_dead_lettered_total"); got != 1 {
 		t.Errorf("dead-lettered metric: got %v, want 1", got)
 	}
+}
+
+// TestOutageWhileRecordingOneByOne: when the store goes down while the votes of a refused
+// batch are recorded one by one, the ones left are retried, not left with the worker.
+func TestOutageWhileRecordingOneByOne(t *testing.T) {
+	st := &flakyStore{poison: "voter-7", err: fmt.Errorf("connect: %w", voting.ErrUnavailable)}
+	st.outageOnRefusal.Store(2)
+	q, _, _ := setup(t, st)
+	publish(t, q, 20, func(i int) string { return fmt.Sprintf("voter-%d", i) })
+	waitFor(t, "19 votes recorded", func() bool { c := tally(t, st); return c["a"]+c["b"] == 19 })
+	waitFor(t, "one dead letter", func() bool { return len(q.DeadLetters(0)) == 1 })
+	waitFor(t, "an empty queue", func() bool { s, _ := q.Stats(context.Background()); return s.Length == 0 })
 }
 
 // TestStopFinishesTheBatch: a worker told to stop while the store is down keeps retrying for
