@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -31,7 +32,7 @@ func ErrorStatus(err error) (int, string) {
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, asJSON bool) {
 	status, msg := ErrorStatus(err)
 	if status >= 500 {
-		id := RequestID(r.Context())
+		id := telemetry.RequestID(r.Context()) // given by Instrument
 		log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "status", status, "err", err)
 		msg += " (request id " + id + ")"
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -44,9 +43,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.requests, m.duration)
 	return m
 }
-
-// RequestID returns the id given to the request by Instrument, or "".
-func RequestID(ctx context.Context) string { return telemetry.RequestID(ctx) }
 
 // Instrument wraps a service's handler with what every public route needs, outermost first:
 // a request id (taken from X-Request-Id when it is sane, so a proxy's id carries through),
