@@ -262,8 +262,9 @@ func TestGroupRecreated(t *testing.T) {
 			}
 		}
 	}()
-	// Publish until the group exists again: votes published into a stream without the
-	// group are delivered too, since the group is created from the start of the stream.
+	// Once the consumer has met the missing group, publish: the vote lands in a stream
+	// without the group, and is delivered all the same, since the group is created from the
+	// start of the stream.
 	time.Sleep(300 * time.Millisecond)
 	if err := q.Publish(t.Context(), vote(7)); err != nil {
 		t.Fatal(err)
