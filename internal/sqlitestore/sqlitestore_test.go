@@ -140,29 +140,6 @@ func TestCountTriggers(t *testing.T) {
 	})
 }
 
-// TestNoSignalWithoutChange checks that a Record that changes nothing does not signal.
-func TestNoSignalWithoutChange(t *testing.T) {
-	s, _ := newTestStore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	w := s.Watch(ctx)
-	v := voting.Vote{VoterID: "v", Option: "b", At: voting.Now()}
-	if err := s.Record(ctx, []voting.Vote{v}); err != nil {
-		t.Fatal(err)
-	}
-	<-w
-	older := v
-	older.Option, older.At = "a", v.At.Add(-time.Second)
-	if err := s.Record(ctx, []voting.Vote{v, older}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-w:
-		t.Fatal("signal after a record that changed nothing")
-	default:
-	}
-}
-
 func TestOpenErrors(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {

@@ -188,8 +188,8 @@ type Tallier interface {
 }
 
 // Watcher signals changes to the tally. The channel receives a value soon after a commit
-// that may have changed it (and may receive one when nothing changed); it is closed when ctx
-// is done.
+// that may have changed it, never for a Record that changed no stored vote, and may receive
+// one for other reasons (a listener that reconnected); it is closed when ctx is done.
 type Watcher interface {
 	Watch(ctx context.Context) <-chan struct{}
 }

@@ -240,6 +240,24 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		checkModel(ctx, t, s, votes)
 	})
 
+	t.Run("NoSignalWithoutChange", func(t *testing.T) {
+		// A Record that changes no stored vote (a redelivery, an older vote) does not
+		// signal: every watcher would read the tally for nothing.
+		ctx, s := storeSetup(t, newStore)
+		w := s.Watch(ctx)
+		v := vote("v1", "b", 5)
+		mustRecord(ctx, t, s, v)
+		waitSignal(ctx, t, w, "after the first vote")
+		waitQuiet(ctx, t, w)
+		mustRecord(ctx, t, s, v)
+		mustRecord(ctx, t, s, v, vote("v1", "a", 4))
+		select {
+		case <-w:
+			t.Fatal("signal after records that changed no stored vote")
+		case <-time.After(500 * time.Millisecond):
+		}
+	})
+
 	t.Run("Watch", func(t *testing.T) {
 		ctx, s := storeSetup(t, newStore)
 		wctx, cancel := context.WithCancel(ctx)
