@@ -450,11 +450,10 @@ func (c *consumer) readNew(ctx context.Context, max int) ([]voting.Delivery, err
 	case err != nil:
 		return nil, q.fail(ctx, "read new entries", err)
 	}
-	var msgs []redis.XMessage
-	for _, s := range streams {
-		msgs = append(msgs, s.Messages...)
+	if len(streams) == 0 { // one stream asked for: one answered, or none
+		return nil, nil
 	}
-	return c.deliveries(ctx, msgs, nil), nil
+	return c.deliveries(ctx, streams[0].Messages, nil), nil
 }
 
 type deadEntry struct{ id, body, reason, kind string }
@@ -465,9 +464,9 @@ type deadEntry struct{ id, body, reason, kind string }
 // after the claim timeout, so nothing is lost.
 func (c *consumer) deliveries(ctx context.Context, msgs []redis.XMessage, attempts map[string]int) []voting.Delivery {
 	var ds []voting.Delivery
+	var bodies []string // bodies[i] is the body of ds[i]
 	var dead []deadEntry
 	var gone []string
-	bodies := map[string]string{}
 	for _, m := range msgs {
 		n := 1
 		if attempts != nil {
@@ -497,10 +496,12 @@ func (c *consumer) deliveries(ctx context.Context, msgs []redis.XMessage, attemp
 			continue
 		}
 		ds = append(ds, voting.Delivery{ID: m.ID, Vote: v, Attempts: n})
-		bodies[m.ID] = body
+		bodies = append(bodies, body)
 	}
 	c.mu.Lock()
-	maps.Copy(c.outstanding, bodies)
+	for i, d := range ds {
+		c.outstanding[d.ID] = bodies[i]
+	}
 	c.mu.Unlock()
 	if len(dead) > 0 || len(gone) > 0 {
 		// The caller's context may be ending; moving these is part of having read them.
