@@ -339,13 +339,21 @@ func TestPublicSurface(t *testing.T) {
 	})
 
 	t.Run("secure cookies", func(t *testing.T) {
+		// A new voter (no cookie sent) is always given the voter cookie; without one the
+		// checks below would have nothing to check.
 		resp, _ := do("POST", voteURL+"/", "vote=a", map[string]string{"X-Forwarded-Proto": "https"})
+		if len(resp.Cookies()) == 0 {
+			t.Errorf("behind a TLS proxy: a new voter's vote set no cookie")
+		}
 		for _, c := range resp.Cookies() {
 			if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 				t.Errorf("behind a TLS proxy: cookie %s Secure %v HttpOnly %v SameSite %v", c.Name, c.Secure, c.HttpOnly, c.SameSite)
 			}
 		}
 		resp, _ = do("POST", voteURL+"/", "vote=a", nil)
+		if len(resp.Cookies()) == 0 {
+			t.Errorf("plain HTTP: a new voter's vote set no cookie")
+		}
 		for _, c := range resp.Cookies() {
 			if c.Secure {
 				t.Errorf("plain HTTP: cookie %s is Secure, so the browser would never send it back", c.Name)
