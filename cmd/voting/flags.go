@@ -114,7 +114,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json, or text for humans")
 	fs.StringVar(&c.adminAddr, "admin-addr", ":9090", "address of the admin listener (/livez, /readyz, /metrics)")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGTERM, how long to stay up not-ready before closing listeners, so load balancers stop routing here first (a few seconds in Kubernetes)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests and the batch in flight may take to finish on shutdown")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests and the votes the worker holds may take to finish on shutdown")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the admin listener")
 }
 
