@@ -18,13 +18,14 @@ import (
 
 func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	var (
-		cfg      loadgen.Config
-		weights  string
-		seed     bool
-		asJSON   bool
-		quiet    bool
-		duration time.Duration
-		cpuprof  string
+		cfg       loadgen.Config
+		weights   string
+		seed      bool
+		asJSON    bool
+		quiet     bool
+		duration  time.Duration
+		cpuprof   string
+		votersOut string
 	)
 	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter. With --ws-url and --ws-clients it also holds WebSocket clients open\non the result service and reports vote → push latency: from each vote's 2xx to the first\nmessage on each client whose total counts it (every vote a new voter; nothing else may vote\nmeanwhile). A progress bar is drawn when stderr is a terminal; the summary goes to stdout.")
 	fs.StringVar(&cfg.URL, "url", "http://localhost:8080", "the vote service")
@@ -44,6 +45,9 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.StringVar(&cfg.WSURL, "ws-url", "", "the result service, e.g. http://localhost:8081, for --ws-clients")
 	fs.IntVar(&cfg.WSClients, "ws-clients", 0, "WebSocket clients to hold open on --ws-url while voting, to measure vote → push latency")
 	fs.DurationVar(&cfg.WSWait, "ws-wait", 10*time.Second, "after the last vote, wait this long at most for every client to see the final total")
+	fs.StringVar(&cfg.ConnectTo, "connect-to", "", "host:port to connect to for every request, whatever the URLs' host (which still goes in the Host header): a Gateway or Ingress reached by its address")
+	fs.DurationVar(&cfg.Retry, "retry", 0, "send a vote again after a 5xx or a failed request, for up to this long, as a person pressing the button again would (0: never)")
+	fs.StringVar(&votersOut, "voters-out", "", "write each voter's last accepted vote to this file, one \"voter_id option\" line each, to check against the store")
 	if err := parse(fs, args, env, 0); err != nil {
 		return err
 	}
@@ -87,6 +91,11 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	if rep == nil {
 		return err
 	}
+	if votersOut != "" {
+		if werr := writeVoters(votersOut, rep.Final); werr != nil {
+			return werr
+		}
+	}
 	if asJSON {
 		if jerr := json.NewEncoder(env.stdout).Encode(rep); jerr != nil {
 			return jerr
@@ -101,6 +110,16 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("%d of %d votes failed", rep.Failed, rep.Sent)
 	}
 	return nil
+}
+
+// writeVoters writes each voter's last accepted vote, sorted, one "voter option" line each.
+func writeVoters(path string, final map[string]string) error {
+	lines := make([]string, 0, len(final))
+	for v, o := range final {
+		lines = append(lines, v+" "+o+"\n")
+	}
+	sort.Strings(lines)
+	return os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644)
 }
 
 // writeSummary prints the report for people.

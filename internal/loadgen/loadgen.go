@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -79,6 +80,19 @@ type Config struct {
 	// WSWait is how long to wait after the last vote for every client to see the final
 	// total (default 10s).
 	WSWait time.Duration
+
+	// ConnectTo, when set, is the host:port every connection goes to, whatever the URLs
+	// name, which still give the Host header: how a Gateway or Ingress is reached by its
+	// address while the request carries the hostname its routes match (curl's --connect-to).
+	ConnectTo string
+}
+
+// dial returns the address to connect to for addr: ConnectTo when set.
+func (cfg Config) dial(addr string) string {
+	if cfg.ConnectTo != "" {
+		return cfg.ConnectTo
+	}
+	return addr
 }
 
 // Report is what the run was told by the service.
@@ -136,7 +150,7 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		if cfg.Reuse > 0 {
 			return nil, errors.New("loadgen: vote → push latency needs every vote from a new voter (reuse 0)")
 		}
-		watch, err = dialWatchers(ctx, cfg.WSURL, cfg.WSClients, max(cfg.Timeout, 30*time.Second))
+		watch, err = dialWatchers(ctx, cfg.WSURL, cfg.WSClients, max(cfg.Timeout, 30*time.Second), cfg.dial)
 		if err != nil {
 			return nil, err
 		}
@@ -147,6 +161,10 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		Transport: &http.Transport{
 			MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency,
 			IdleConnTimeout: 30 * time.Second,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, cfg.dial(addr))
+			},
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -186,7 +204,7 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 			return cast(ctx, client, base, cfg.JSON, voter, option)
 		}
 		if cfg.Raw {
-			raw, err := newRawClient(base, cfg.JSON, cfg.Timeout)
+			raw, err := newRawClient(base, cfg.JSON, cfg.Timeout, cfg.dial)
 			if err != nil {
 				return nil, err
 			}

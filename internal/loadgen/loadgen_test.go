@@ -264,3 +264,31 @@ func TestMessageTotal(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectTo: with ConnectTo every client (standard, raw and WebSocket) connects there and
+// sends the URLs' host names, as a Gateway's routes need.
+func TestConnectTo(t *testing.T) {
+	srv, _ := newFakeApp(t, 0)
+	var hosts sync.Map
+	inner := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hosts.Store(r.Host, true)
+		inner.ServeHTTP(w, r)
+	})
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, raw := range []bool{false, true} {
+		rep, err := Run(context.Background(), Config{URL: "http://vote.example.test", Votes: 20, Concurrency: 2, Raw: raw,
+			Weights: []Weight{{"a", 1}}, WSURL: "http://result.example.test", WSClients: 2, ConnectTo: addr}, nil)
+		if err != nil {
+			t.Fatalf("raw=%v: %v", raw, err)
+		}
+		if rep.Accepted != 20 || rep.Push == nil || rep.Push.GotFinal != 2 {
+			t.Fatalf("raw=%v: %d accepted, push %+v; want 20 and both clients with the final total", raw, rep.Accepted, rep.Push)
+		}
+	}
+	for _, h := range []string{"vote.example.test", "result.example.test"} {
+		if _, ok := hosts.Load(h); !ok {
+			t.Errorf("no request with Host %s", h)
+		}
+	}
+}

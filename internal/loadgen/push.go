@@ -112,7 +112,7 @@ func wsURL(base string) (string, error) {
 // dialWatchers connects n clients and waits until each has its first snapshot. It fails
 // when any client cannot connect: a run with fewer clients than asked measures something
 // else.
-func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration) (*watchers, error) {
+func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration, dial func(string) string) (*watchers, error) {
 	u, err := wsURL(base)
 	if err != nil {
 		return nil, err
@@ -120,7 +120,11 @@ func dialWatchers(ctx context.Context, base string, n int, timeout time.Duration
 	// Small handshake buffers (the server's answer is some 130 bytes): when the server's first
 	// frame arrives with the answer, the dialer hands back its buffer, which then serves as
 	// the client's read buffer.
-	d := ws.Dialer{ReadBufferSize: watchBuffer, WriteBufferSize: watchBuffer}
+	d := ws.Dialer{ReadBufferSize: watchBuffer, WriteBufferSize: watchBuffer,
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, network, dial(addr))
+		}}
 	w := &watchers{ws: make([]*watcher, n)}
 	sem := make(chan struct{}, dialParallel)
 	var wg sync.WaitGroup

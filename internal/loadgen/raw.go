@@ -30,7 +30,7 @@ type rawClient struct {
 	buf  []byte
 }
 
-func newRawClient(base *url.URL, asJSON bool, timeout time.Duration) (*rawClient, error) {
+func newRawClient(base *url.URL, asJSON bool, timeout time.Duration, dial func(string) string) (*rawClient, error) {
 	if base.Scheme != "http" {
 		return nil, fmt.Errorf("loadgen: the raw client speaks plain http, not %q", base.Scheme)
 	}
@@ -43,7 +43,7 @@ func newRawClient(base *url.URL, asJSON bool, timeout time.Duration) (*rawClient
 		path, ctype = base.Path+"/api/vote", "application/json"
 	}
 	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: voting-loadgen\r\nContent-Type: %s\r\n", path, base.Host, ctype)
-	return &rawClient{addr: addr, head: []byte(head), json: asJSON, timeout: timeout}, nil
+	return &rawClient{addr: dial(addr), head: []byte(head), json: asJSON, timeout: timeout}, nil
 }
 
 func (c *rawClient) close() {
