@@ -17,8 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
@@ -26,10 +28,19 @@ import (
 // root is the repository's top directory, seen from this package.
 var root = filepath.Join("..", "..")
 
+// decodeScheme knows the built-in Kubernetes types and the Gateway API v1 types (Gateway,
+// HTTPRoute, ...), whose CRDs are not part of Kubernetes itself.
+var decodeScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(gatewayv1.Install(s))
+	return s
+}()
+
 // strictDecoder decodes YAML into the typed Kubernetes API objects and fails on unknown and
 // duplicate fields, which the API server would drop silently (or reject, with
 // --validate=strict).
-var strictDecoder = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+var strictDecoder = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, decodeScheme, decodeScheme,
 	kjson.SerializerOptions{Yaml: true, Strict: true})
 
 // object is one decoded object with its kind and name, for messages.
