@@ -15,7 +15,7 @@ GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 # and Prometheus never enter the app's go.mod.
 DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
 
-.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose test-faults fuzz bench bench-smoke image up down seed screenshots lint vuln clean
+.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose e2e-cluster test-faults fuzz bench bench-smoke image up down seed screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -26,8 +26,9 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/voting ./cmd/voting
 
 ## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
-## headless Chromium, the deployment files, and a real kube-apiserver
-test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose
+## headless Chromium, the deployment files, a real kube-apiserver, the compose deployment on
+## a real Docker engine, and the Kubernetes deployments on a real node
+test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose e2e-cluster
 
 ## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
@@ -48,6 +49,12 @@ e2e-apiserver:
 ## e2e-compose: the compose deployment on a real Docker engine (started and stopped by the script)
 e2e-compose:
 	scripts/e2e-compose
+
+## e2e-cluster: Helm and kustomize deployments on a real single-node Kubernetes built from Go
+## modules (CoreDNS, kube-router policies, metrics-server, local-path volumes, Traefik Gateway),
+## checked end to end; needs root (docs/kubernetes-e2e.md)
+e2e-cluster:
+	scripts/e2e-cluster
 
 ## image: the container image ghcr.io/votingapp/voting:dev from the Dockerfile (BuildKit)
 image:
