@@ -74,17 +74,41 @@ func (p *Proxies) ClientIP(r *http.Request) netip.Addr {
 	for i := len(hops) - 1; i >= 0; i-- {
 		parts := strings.Split(hops[i], ",")
 		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
+			a, ok := parseHop(parts[j])
+			if !ok {
 				return client // garbage: stop at the last address we could trust
 			}
-			client = a.Unmap()
+			client = a
 			if !p.Trusted(client) {
 				return client
 			}
 		}
 	}
 	return client
+}
+
+// parseHop reads one address of X-Forwarded-For in each form proxies write: a bare IPv4 or
+// IPv6 address, an IPv4 address with the client's port (203.0.113.5:51234), an IPv6 address
+// in brackets with or without a port ([2001:db8::1]:443, as Azure's gateways and some load
+// balancers send). The address comes back unmapped and without a zone, so that one client
+// has one form, and one bucket.
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		switch {
+		case perr == nil:
+			a = ap.Addr()
+		case len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']':
+			if a, err = netip.ParseAddr(s[1 : len(s)-1]); err != nil || !a.Is6() {
+				return netip.Addr{}, false
+			}
+		default:
+			return netip.Addr{}, false
+		}
+	}
+	return a.Unmap().WithZone(""), true
 }
 
 func remoteAddr(r *http.Request) netip.Addr {
@@ -96,7 +120,7 @@ func remoteAddr(r *http.Request) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	return a.Unmap()
+	return a.Unmap().WithZone("")
 }
 
 // key is what one client's bucket is keyed by: its IPv4 address, or its IPv6 /64, since one

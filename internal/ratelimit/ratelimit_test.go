@@ -30,6 +30,19 @@ func TestClientIP(t *testing.T) {
 		{"all hops trusted", "10.1.2.3:80", []string{"10.0.0.1"}, "10.0.0.1"},
 		{"IPv6 proxy", "[fd00::1]:80", []string{"2001:db8::7"}, "2001:db8::7"},
 		{"IPv4-mapped peer", "[::ffff:10.1.2.3]:80", []string{"198.51.100.9"}, "198.51.100.9"},
+		// The forms real proxies send besides the bare address: each names the client,
+		// never the proxy.
+		{"IPv4 with port", "10.1.2.3:80", []string{"203.0.113.5:51234"}, "203.0.113.5"},
+		{"IPv6 with port", "10.1.2.3:80", []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"IPv6 in brackets", "10.1.2.3:80", []string{"[2001:db8::1]"}, "2001:db8::1"},
+		{"IPv6 with zone", "10.1.2.3:80", []string{"fe80::1%eth0"}, "fe80::1"},
+		{"IPv4-mapped with port", "10.1.2.3:80", []string{"[::ffff:203.0.113.5]:80"}, "203.0.113.5"},
+		{"ports on every hop", "10.1.2.3:80", []string{"1.2.3.4:1, 198.51.100.9:4242, 10.0.0.1:80"}, "198.51.100.9"},
+		{"trusted IPv6 proxy hop with port", "10.1.2.3:80", []string{"198.51.100.9, [fd00::5]:8443"}, "198.51.100.9"},
+		{"brackets around IPv4", "10.1.2.3:80", []string{"[203.0.113.5]"}, "10.1.2.3"},
+		{"port alone", "10.1.2.3:80", []string{":51234"}, "10.1.2.3"},
+		{"empty hop", "10.1.2.3:80", []string{"198.51.100.9, "}, "10.1.2.3"},
+		{"zoned peer", "[fd00::1%eth0]:80", []string{"2001:db8::7"}, "2001:db8::7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,5 +176,27 @@ func TestMiddleware(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
 	if w.Code != 200 {
 		t.Fatalf("GET past the limit: got %d, want 200 (pages are never limited)", w.Code)
+	}
+}
+
+// TestClientsWithPortsBehindAProxy: clients that a trusted proxy names with their port
+// (203.0.113.5:51234, [2001:db8::1]:443) each get their own bucket; they once all fell into
+// the proxy's.
+func TestClientsWithPortsBehindAProxy(t *testing.T) {
+	proxies, err := ParseProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Middleware(New(1, 1), proxies, func(*http.Request) bool { return true }, func() {},
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	for _, client := range []string{"203.0.113.5:51234", "203.0.113.6:51234", "[2001:db8::1]:443", "[2001:db8:1::1]:443", "198.51.100.9"} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.RemoteAddr = "10.1.2.3:80"
+		r.Header.Set("X-Forwarded-For", client)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Errorf("first vote of %s behind the proxy: %d, want 200 (its own bucket)", client, w.Code)
+		}
 	}
 }

@@ -162,4 +162,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, " | ")
 }
-

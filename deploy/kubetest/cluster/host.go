@@ -43,7 +43,7 @@ func (c *Cluster) readHost() hostState {
 		}
 	}
 	for _, ipt := range []string{"iptables", "ip6tables"} {
-		out, _ := exec.Command(ipt+"-save").Output()
+		out, _ := exec.Command(ipt + "-save").Output()
 		table := ""
 		for _, l := range strings.Split(string(out), "\n") {
 			switch {
@@ -98,7 +98,9 @@ func (c *Cluster) mounts() []string {
 	return ms
 }
 
-func (c *Cluster) snapshotPath() string { return filepath.Join(c.Work, "..", filepath.Base(c.Work)+".host.json") }
+func (c *Cluster) snapshotPath() string {
+	return filepath.Join(c.Work, "..", filepath.Base(c.Work)+".host.json")
+}
 
 // snapshotHost records the host's state before anything is started, unless a snapshot from a
 // run that did not finish its tear-down is still there (that one is the true "before").

@@ -92,7 +92,9 @@ func ownedBy(pid int, work, name string) bool {
 }
 
 // Run runs a command to completion and returns its combined output; the error has it too.
-func Run(ctx context.Context, bin string, args ...string) (string, error) { return run(ctx, bin, args...) }
+func Run(ctx context.Context, bin string, args ...string) (string, error) {
+	return run(ctx, bin, args...)
+}
 
 // run runs a command to completion and returns its combined output.
 func run(ctx context.Context, bin string, args ...string) (string, error) {
