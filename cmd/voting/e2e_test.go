@@ -91,7 +91,7 @@ func TestAllEmbedded(t *testing.T) {
 // TestAllServers runs `voting all` on Redis and PostgreSQL.
 func TestAllServers(t *testing.T) {
 	s := newTestServers(t)
-	args := append(append([]string{"all"}, loopback...), s.flags()...)
+	args := append(append([]string{"all", "--data-dir=" + t.TempDir()}, loopback...), s.flags()...)
 	testSeedAndRestart(t, args)
 }
 
@@ -145,7 +145,7 @@ func TestSplitServices(t *testing.T) {
 		t.Fatalf("migrate: exit %d: %s", code, &out)
 	}
 	w := startApp(t, nil, []string{"admin"}, append([]string{"worker", "--admin-addr=127.0.0.1:0"}, s.flags()...)...)
-	v := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[0], s.flags()[2])
+	v := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[0], s.flags()[2], voterKeyFlag(t))
 	r := startApp(t, nil, []string{"result", "admin"}, "result", "--result-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[1])
 	for _, a := range []*testApp{w, v, r} {
 		a.waitReady()
@@ -266,6 +266,7 @@ func TestServicesNeedTheirURLs(t *testing.T) {
 		want string
 	}{
 		{[]string{"vote"}, "--redis-url (or VOTING_REDIS_URL) is required"},
+		{[]string{"vote", "--redis-url=redis://x"}, "--voter-key-file (or VOTING_VOTER_KEY_FILE) is required"},
 		{[]string{"worker", "--postgres-url=postgres://x"}, "--redis-url (or VOTING_REDIS_URL) is required"},
 		{[]string{"worker", "--redis-url=redis://x"}, "--postgres-url (or VOTING_POSTGRES_URL) is required"},
 		{[]string{"result"}, "--postgres-url (or VOTING_POSTGRES_URL) is required"},
@@ -367,7 +368,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 // which, and `voting healthcheck` follows it.
 func TestHealthcheckAndReadiness(t *testing.T) {
 	// Port 1 on loopback: nothing listens there, connections are refused at once.
-	app := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--redis-url=redis://127.0.0.1:1/0")
+	app := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--redis-url=redis://127.0.0.1:1/0", voterKeyFlag(t))
 	deadline := time.Now().Add(10 * time.Second)
 	for !app.logs.contains(`"dependency not ready"`, `"dependency":"redis"`) {
 		if time.Now().After(deadline) {
@@ -443,7 +444,7 @@ func TestCrossSiteVoteRefused(t *testing.T) {
 // app reconnects by itself and the WebSocket shows the next votes without a reload.
 func TestResultReconnectsToPostgres(t *testing.T) {
 	s := newTestServers(t)
-	app := startApp(t, nil, []string{"vote", "result", "admin"}, append(append([]string{"all"}, loopback...), s.flags()...)...)
+	app := startApp(t, nil, []string{"vote", "result", "admin"}, append(append([]string{"all", "--data-dir=" + t.TempDir()}, loopback...), s.flags()...)...)
 	app.waitReady()
 	read := dialResults(t, app.url("result"))
 	cast := func(n int) {

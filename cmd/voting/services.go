@@ -38,6 +38,7 @@ type settings struct {
 	rateLimit      float64
 	rateBurst      int
 	trustedProxies string
+	voterKeyFile   string
 }
 
 func (s *settings) registerVote(fs *flag.FlagSet) {
@@ -46,6 +47,7 @@ func (s *settings) registerVote(fs *flag.FlagSet) {
 	fs.Float64Var(&s.rateLimit, "rate-limit", 0, "votes per second allowed from one client address after --rate-burst at once; 0: no limit (set it for public demos)")
 	fs.IntVar(&s.rateBurst, "rate-burst", 10, "votes one client address may cast at once before --rate-limit applies")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client for --rate-limit")
+	fs.StringVar(&s.voterKeyFile, "voter-key-file", "", "file of the keys that sign voter ids, one a line: the first signs, each verifies (add the new key second, then move it first, to rotate); every vote replica needs the same file. Required by vote; all keeps a generated one in --data-dir when unset")
 }
 
 func (s *settings) registerResult(fs *flag.FlagSet) {
@@ -108,6 +110,9 @@ func runVote(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	if err := requireURL("vote", "redis-url", s.redisURL, "the Redis queue"); err != nil {
 		return err
+	}
+	if s.voterKeyFile == "" {
+		return errNoVoterKey
 	}
 	p, err := newProcess(ctx, "vote", s.common, env)
 	if err != nil {
@@ -298,7 +303,11 @@ func (s *settings) pgStore(ctx context.Context, p *process) (*pgstore.Store, err
 }
 
 func (s *settings) addVote(p *process, pub voting.Publisher) error {
-	svc, err := vote.New(vote.Config{Options: s.poll, Instance: instance(), Tracer: p.tracerFor("vote")}, pub, p.log, p.reg)
+	keys, err := s.voterKeys(p)
+	if err != nil {
+		return err
+	}
+	svc, err := vote.New(vote.Config{Options: s.poll, Instance: instance(), Tracer: p.tracerFor("vote"), VoterKeys: keys}, pub, p.log, p.reg)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,10 +28,21 @@ type service struct {
 	admin string // http://127.0.0.1:port of the admin listener
 }
 
-// startService runs the binary with args (the subcommand first) and the extra environment.
-// It does not wait for readiness; waitReady does.
+// voterKey signs the voter cookies of every vote process the tests start; the secrets
+// test looks for it where it must never be.
+const voterKey = "faulttest-voter-key-0123456789abcdefghijklmn"
+
+// startService runs the binary with args (the subcommand first) and the extra environment;
+// a vote process gets voterKey in a key file. It does not wait for readiness; waitReady does.
 func startService(t *testing.T, name string, env []string, args ...string) *service {
 	t.Helper()
+	if args[0] == "vote" {
+		key := filepath.Join(tempDir(t), "voter-key")
+		if err := os.WriteFile(key, []byte(voterKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env = append([]string{"VOTING_VOTER_KEY_FILE=" + key}, env...)
+	}
 	adminPort := proctest.FreePort(t)
 	s := &service{t: t, name: name, env: env, logs: &proctest.Buffer{},
 		admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}

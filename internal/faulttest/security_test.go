@@ -167,7 +167,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	for _, s := range append([]*service{v, w, r}, bad...) {
 		all += "\n--- logs of " + s.name + "\n" + s.logs.String()
 	}
-	for _, secret := range []string{redisSecret, pgSecret, readerSecret, wrongSecret, url.QueryEscape(pgSecret)} {
+	for _, secret := range []string{redisSecret, pgSecret, readerSecret, wrongSecret, url.QueryEscape(pgSecret), voterKey} {
 		if i := strings.Index(all, secret); i >= 0 {
 			t.Errorf("secret %q shown: ...%s...", secret, all[max(0, i-300):min(len(all), i+100)])
 		}

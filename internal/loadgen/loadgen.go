@@ -105,7 +105,8 @@ type Report struct {
 	// vote replaces the earlier one, so compare the store with Final instead.
 	AcceptedByOption map[string]int `json:"accepted_by_option"`
 	// Final is each voter's last accepted vote: what the store must hold once the queue
-	// has drained, when only this run voted.
+	// has drained, when only this run voted. Voters are named by their id in the store
+	// (see voterID), not by their cookie, which changes with each vote.
 	Final       map[string]string `json:"-"`
 	FinalCounts map[string]int    `json:"final_counts"`
 	Duration    time.Duration     `json:"duration_ns"`
@@ -122,8 +123,9 @@ type Report struct {
 	// answer, not the vote, was lost). The store may hold one of them instead of Final.
 	// A refused connection is not unsure: nothing reached the service.
 	Unsure map[string][]string `json:"-"`
-	// UnsureNew counts such votes of new voters, whose ids the service never told: each
-	// may have become a voter that Final does not know.
+	// UnsureNew counts such votes of new voters, whose ids the service never told, and the
+	// voters it told an id (in a 5xx answer) but never accepted a vote of: each may have
+	// become a voter that Final does not know.
 	UnsureNew int `json:"unsure_new"`
 	// Push is what the WebSocket clients saw, when Config.WSClients > 0.
 	Push *PushReport `json:"push,omitempty"`
@@ -174,7 +176,8 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	var (
 		next      atomic.Int64
 		mu        sync.Mutex
-		voters    []string // voters seen so far, for reuse
+		voters    []string              // voters seen so far, for reuse
+		cookies   = map[string]string{} // voter -> its latest voter_id cookie, sent with its next vote
 		lat       = make([]time.Duration, 0, cfg.Votes)
 		rep       = &Report{ByStatus: map[string]int{}, AcceptedByOption: map[string]int{}, Final: map[string]string{}, FinalCounts: map[string]int{}}
 		lastVoted = map[string]int{}  // voter -> index of its last accepted vote, for Final
@@ -249,7 +252,27 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 				}
 				option := plan[i]
 				t0 := time.Now()
-				status, newVoter, err := do(voter, option)
+				// As a browser does: send the voter's latest cookie, and keep the one each
+				// answer gives, a 5xx's included (a new voter's retry is then the same
+				// voter). The cookie carries the voter's last vote time, which orders its
+				// next vote after it whichever vote replica takes it.
+				adopt := func(cookie string) {
+					if cookie == "" {
+						return
+					}
+					if voter == "" {
+						voter = voterID(cookie)
+					}
+					cookies[voter] = cookie
+				}
+				mu.Lock()
+				cookie := cookies[voter]
+				mu.Unlock()
+				status, got, err := do(cookie, option)
+				mu.Lock()
+				adopt(got)
+				cookie = cookies[voter]
+				mu.Unlock()
 				for pause := 50 * time.Millisecond; cfg.Retry > 0 && retryable(status, err) && time.Since(t0) < cfg.Retry && ctx.Err() == nil; pause = min(2*pause, time.Second) {
 					mu.Lock()
 					rep.Retried++
@@ -262,7 +285,11 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 					case <-time.After(pause):
 					case <-ctx.Done():
 					}
-					status, newVoter, err = do(voter, option)
+					status, got, err = do(cookie, option)
+					mu.Lock()
+					adopt(got)
+					cookie = cookies[voter]
+					mu.Unlock()
 				}
 				d := time.Since(t0)
 				mu.Lock()
@@ -283,8 +310,7 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 					}
 					rep.Accepted++
 					rep.AcceptedByOption[option]++
-					if voter == "" {
-						voter = newVoter
+					if _, ok := lastVoted[voter]; !ok {
 						voters = append(voters, voter)
 					}
 					// Votes of one voter may finish out of order; the later-started one
@@ -321,6 +347,9 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		for _, u := range us {
 			rep.Unsure[v] = append(rep.Unsure[v], u.option)
 		}
+		if _, ok := rep.Final[v]; !ok && len(us) > 0 {
+			rep.UnsureNew++ // told its id, never accepted: Final does not know it
+		}
 	}
 	slices.Sort(lat)
 	rep.P50, rep.P95, rep.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
@@ -347,8 +376,16 @@ type unsureVote struct {
 // unavailable or could not be reached. A 4xx is the service's answer to the vote itself.
 func retryable(status int, err error) bool { return err != nil || status >= 500 }
 
-// cast sends one vote, as voter (a new voter when ""), and returns the status and the voter
-// id the service gave.
+// voterID is the voter id, the store's key, of a voter_id cookie: what comes before the
+// first dot (the cookie is "<id>.<last vote time>.<signature>"; a cookie without a dot is
+// the id itself).
+func voterID(cookie string) string {
+	id, _, _ := strings.Cut(cookie, ".")
+	return id
+}
+
+// cast sends one vote with the voter_id cookie given (a new voter when "") and returns the
+// status and the cookie the service gave, or the one sent when it gave none.
 func cast(ctx context.Context, client *http.Client, base *url.URL, asJSON bool, voter, option string) (int, string, error) {
 	var req *http.Request
 	var err error

@@ -97,21 +97,40 @@ func FuzzAPIVote(f *testing.F) {
 	})
 }
 
-// FuzzVoterCookie sends a valid vote with any Cookie header: the vote is taken, under the
-// cookie's voter id when it is one, else under a new one, and never under an invalid id.
+// FuzzVoterCookie sends a valid vote with any Cookie header. The vote is always taken: under
+// the cookie's voter id when the cookie is one the service signed (testKey), stamped after
+// the cookie's stamp; else under a new id, never the one the cookie claims. The answer's
+// cookie is signed, names the voter the vote was taken as, and carries the vote's stamp.
+// The seeds include cookies signed with testKey, which the fuzzer mutates.
 func FuzzVoterCookie(f *testing.F) {
 	h, rec := newFuzzHandler(f)
-	f.Add("voter_id=0123456789abcdef0123456789abcdef")
+	f.Add("voter_id=" + signCookie(testKey, "0123456789abcdef0123456789abcdef", 1700000000000000))
 	f.Fuzz(func(t *testing.T, cookie string) {
 		w := fuzzServe(h, "/api/vote", "application/json", []byte(`{"vote":"b"}`), cookie)
 		got := checkQueued(t, w, rec, http.StatusAccepted)
 		if w.Code != http.StatusAccepted {
 			t.Fatalf("a valid vote with cookie %q: got %d, want 202", cookie, w.Code)
 		}
+		v := got[0]
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.Header.Set("Cookie", cookie)
-		if c, err := req.Cookie("voter_id"); err == nil && voting.ValidVoterID(c.Value) && got[0].VoterID != c.Value {
-			t.Fatalf("cookie %q: voted as %q, want the cookie's id %q", cookie, got[0].VoterID, c.Value)
+		c, err := req.Cookie("voter_id")
+		id, stamp, signed := "", int64(0), false
+		if err == nil {
+			id, stamp, signed = verifyCookie(testKey, c.Value)
+		}
+		switch {
+		case signed && (v.VoterID != id || v.At.UnixMicro() <= stamp):
+			t.Fatalf("cookie %q: voted as %q at %d, want the cookie's voter %q after its stamp %d", cookie, v.VoterID, v.At.UnixMicro(), id, stamp)
+		case !signed && err == nil && strings.HasPrefix(c.Value, v.VoterID):
+			t.Fatalf("cookie %q, which the service did not sign: voted as the id it claims, %q", cookie, v.VoterID)
+		}
+		answer := cookieOf(w.Result(), "voter_id")
+		if answer == nil {
+			t.Fatalf("cookie %q: no voter cookie in the answer", cookie)
+		}
+		if aid, astamp, ok := verifyCookie(testKey, answer.Value); !ok || aid != v.VoterID || astamp != v.At.UnixMicro() {
+			t.Fatalf("cookie %q: answered with voter cookie %q for a vote by %s at %d", cookie, answer.Value, v.VoterID, v.At.UnixMicro())
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 const maxBody = 1 << 10
 
 func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
+	s.setVoterCookie(w, r, s.voterOf(r))
 	choice := ""
 	if c, err := r.Cookie(choiceCookie); err == nil && s.cfg.Options.Has(c.Value) {
 		choice = c.Value
@@ -40,6 +41,7 @@ func (s *Service) render(w http.ResponseWriter, r *http.Request, status int, d p
 // (`ab -p posta -T application/x-www-form-urlencoded`) send it, and answers with the page
 // showing the choice, as the original does.
 func (s *Service) handleForm(w http.ResponseWriter, r *http.Request) {
+	v := s.voterOf(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	err := r.ParseForm()
 	var tooBig *http.MaxBytesError
@@ -48,8 +50,9 @@ func (s *Service) handleForm(w http.ResponseWriter, r *http.Request) {
 	}
 	option := r.PostForm.Get("vote")
 	if err == nil {
-		_, err = s.cast(w, r, option)
+		_, err = s.cast(r, &v, option)
 	}
+	s.setVoterCookie(w, r, v)
 	if err != nil {
 		if status, msg := s.reject(err); status == http.StatusBadRequest {
 			// A person sees the page again with the message, not a bare error.
@@ -59,11 +62,13 @@ func (s *Service) handleForm(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	setCookie(w, r, choiceCookie, option)
 	s.render(w, r, http.StatusOK, pageData{Choice: option})
 }
 
 // apiVote is the answer to POST /api/vote. The request body has the vote alone: the voter
-// is the voter_id cookie's, so a client cannot vote in another voter's name.
+// is the voter_id cookie's, so a client cannot vote in another voter's name. The answer
+// names the voter id, which is not a credential (only the signed cookie is).
 type apiVote struct {
 	Vote    string `json:"vote"`
 	VoterID string `json:"voter_id"`
@@ -75,16 +80,19 @@ func (s *Service) handleAPI(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Vote string `json:"vote"`
 	}
+	who := s.voterOf(r)
 	err := web.DecodeJSON(w, r, &in, maxBody)
 	var v voting.Vote
 	if err == nil {
-		v, err = s.cast(w, r, in.Vote)
+		v, err = s.cast(r, &who, in.Vote)
 	}
+	s.setVoterCookie(w, r, who)
 	if err != nil {
 		s.reject(err)
 		web.Error(w, r, s.log, err, true)
 		return
 	}
+	setCookie(w, r, choiceCookie, v.Option)
 	web.WriteJSON(w, http.StatusAccepted, apiVote{Vote: v.Option, VoterID: v.VoterID})
 }
 
@@ -92,22 +100,22 @@ func (s *Service) serveOptions(w http.ResponseWriter, _ *http.Request) {
 	web.WriteJSON(w, http.StatusOK, map[string]any{"options": s.cfg.Options})
 }
 
-// cast validates the choice and publishes it, then sets the cookies. Nothing is published
-// for an invalid choice.
-func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (voting.Vote, error) {
+// cast validates the choice and publishes it as voter's vote, stamped by s.stamp; once it
+// is queued, voter carries the new stamp for the cookie. Nothing is published for an
+// invalid choice.
+func (s *Service) cast(r *http.Request, voter *voter, option string) (voting.Vote, error) {
 	if option == "" {
 		return voting.Vote{}, voting.ErrMissingVote
 	}
 	if !s.cfg.Options.Has(option) {
 		return voting.Vote{}, voting.ErrInvalidOption
 	}
-	id := voterID(r)
 	ctx, span := s.cfg.Tracer.Start(r.Context(), "publish vote", s.publishSpan...)
 	defer span.End()
 	if span.IsRecording() { // the attribute costs allocations on every vote even when tracing is off
 		span.SetAttributes(attribute.String("voting.option", option))
 	}
-	v := voting.Vote{VoterID: id, Option: option, At: voting.Now(), TraceParent: telemetry.InjectTraceParent(ctx)}
+	v := voting.Vote{VoterID: voter.id, Option: option, At: s.stamp(*voter), TraceParent: telemetry.InjectTraceParent(ctx)}
 	if err := s.pub.Publish(ctx, v); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		// Whatever the queue's error, the vote was not taken: the client should retry.
@@ -115,8 +123,7 @@ func (s *Service) cast(w http.ResponseWriter, r *http.Request, option string) (v
 		return voting.Vote{}, fmt.Errorf("publish vote: %w: %w", voting.ErrUnavailable, err)
 	}
 	s.accepted.WithLabelValues(option).Inc()
-	setCookie(w, r, voterCookie, id)
-	setCookie(w, r, choiceCookie, option)
+	voter.last, voter.dirty = v.At.UnixMicro(), true
 	return v, nil
 }
 

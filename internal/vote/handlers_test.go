@@ -19,8 +19,11 @@ import (
 	"github.com/votingapp/voting/internal/voting"
 )
 
+// testKey is the voter key of the tests' services unless they set their own.
+const testKey = "test-voter-key-0123456789abcdef0123456789"
+
 // newService returns a vote service for options (as --options reads them) and cfg, which
-// publishes to pub.
+// publishes to pub. Without VoterKeys in cfg it signs with testKey.
 func newService(tb testing.TB, options string, cfg vote.Config, pub voting.Publisher) *vote.Service {
 	tb.Helper()
 	opts, err := voting.ParseOptions(options)
@@ -28,6 +31,9 @@ func newService(tb testing.TB, options string, cfg vote.Config, pub voting.Publi
 		tb.Fatal(err)
 	}
 	cfg.Options = opts
+	if cfg.VoterKeys == nil {
+		cfg.VoterKeys = [][]byte{[]byte(testKey)}
+	}
 	svc, err := vote.New(cfg, pub, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		tb.Fatal(err)
@@ -77,15 +83,19 @@ func TestFormVote(t *testing.T) {
 			voter = c
 		}
 	}
-	if voter == nil || len(voter.Value) != 32 || !voter.HttpOnly || voter.SameSite != http.SameSiteLaxMode || voter.MaxAge < 30*24*3600 {
-		t.Fatalf("voter_id cookie: got %+v, want 128 random bits in hex, HttpOnly, SameSite=Lax, long-lived", voter)
+	if voter == nil || !voter.HttpOnly || voter.SameSite != http.SameSiteLaxMode || voter.MaxAge < 30*24*3600 {
+		t.Fatalf("voter_id cookie: got %+v, want HttpOnly, SameSite=Lax, long-lived", voter)
+	}
+	id, stamp, ok := verifyCookie(testKey, voter.Value)
+	if !ok || len(id) != 32 {
+		t.Fatalf("voter_id cookie %q: want 128 random bits in hex, a stamp and a valid signature", voter.Value)
 	}
 	if !strings.Contains(string(body), `id="option-b" class="option chosen"`) {
 		t.Errorf("page after voting does not mark Dogs as chosen:\n%s", body)
 	}
 	got := queued(t, q)
-	if len(got) != 1 || got[0].Option != "b" || got[0].VoterID != voter.Value {
-		t.Fatalf("queued %+v, want one vote for b by %s", got, voter.Value)
+	if len(got) != 1 || got[0].Option != "b" || got[0].VoterID != id || got[0].At.UnixMicro() != stamp {
+		t.Fatalf("queued %+v, want one vote for b by %s at the cookie's stamp %d", got, id, stamp)
 	}
 
 	// A reload shows the choice: the browser sends its cookies back.
@@ -106,9 +116,11 @@ func TestFormVote(t *testing.T) {
 
 func TestVoterKeepsTheirID(t *testing.T) {
 	srv, q := newTestService(t)
+	const id = "0123456789abcdef0123456789abcdef"
+	cookie := signCookie(testKey, id, 0)
 	for _, option := range []string{"a", "b"} {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/vote", strings.NewReader(`{"vote":"`+option+`"}`))
-		req.AddCookie(&http.Cookie{Name: "voter_id", Value: "0123456789abcdef0123456789abcdef"})
+		req.AddCookie(&http.Cookie{Name: "voter_id", Value: cookie})
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -119,8 +131,13 @@ func TestVoterKeepsTheirID(t *testing.T) {
 			VoterID *string `json:"voter_id"`
 		}{&got.Vote, &got.VoterID})
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted || got.Vote != option || got.VoterID != "0123456789abcdef0123456789abcdef" {
+		if resp.StatusCode != http.StatusAccepted || got.Vote != option || got.VoterID != id {
 			t.Fatalf("POST /api/vote: got %s %+v, want 202 with the vote and the cookie's voter id", resp.Status, got)
+		}
+		if c := cookieOf(resp, "voter_id"); c == nil || !strings.HasPrefix(c.Value, id+".") {
+			t.Fatalf("POST /api/vote: voter cookie %+v, want the same voter with the new stamp", c)
+		} else {
+			cookie = c.Value
 		}
 	}
 	got := queued(t, q)

@@ -4,12 +4,13 @@
 package vote
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -27,6 +28,12 @@ type Config struct {
 	Instance string
 	// Tracer makes the publish span; nil means no tracing.
 	Tracer trace.Tracer
+	// VoterKeys sign and verify the voter cookies (see voter.go): the first signs, each
+	// verifies. Every replica needs the same keys, or a voter served by two of them
+	// counts twice. At least one is required.
+	VoterKeys [][]byte
+	// Now is the clock that stamps votes; nil means time.Now. Tests skew it.
+	Now func() time.Time
 }
 
 // Service is the vote web service.
@@ -43,9 +50,14 @@ type Service struct {
 	// allocations on every vote even when tracing is off.
 	publishSpan []trace.SpanStartOption
 
+	// lastStamp is the newest vote time this process gave (Unix µs); see stamp.
+	lastStamp atomic.Int64
+
 	accepted      *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 	publishErrors prometheus.Counter
+	// New voter ids, by reason (voting_voter_ids_issued_total).
+	issuedNew, issuedInvalid prometheus.Counter
 }
 
 // New returns the service. It loads the embedded assets, renders the page and registers its
@@ -53,6 +65,17 @@ type Service struct {
 func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if len(cfg.Options) < 2 {
 		return nil, fmt.Errorf("vote: want at least 2 options, got %d", len(cfg.Options))
+	}
+	if len(cfg.VoterKeys) == 0 {
+		return nil, errors.New("vote: no voter key")
+	}
+	for _, k := range cfg.VoterKeys {
+		if len(k) < MinVoterKeyLen {
+			return nil, fmt.Errorf("vote: a voter key of %d bytes, want at least %d", len(k), MinVoterKeyLen)
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
@@ -77,6 +100,11 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 			Help: "Votes that could not be put on the queue (answered 503).",
 		}),
 	}
+	issued := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "voting_voter_ids_issued_total",
+		Help: "New voter ids given to browsers, by why: new (no voter cookie) or invalid (a cookie no voter key verifies: forged, altered, or signed with a key no longer configured).",
+	}, []string{"reason"})
+	s.issuedNew, s.issuedInvalid = issued.WithLabelValues("new"), issued.WithLabelValues("invalid")
 	s.pages = map[string][]byte{"": s.renderPage(pageData{})}
 	for _, o := range cfg.Options {
 		s.pages[o.ID] = s.renderPage(pageData{Choice: o.ID})
@@ -87,28 +115,8 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 	for _, r := range []string{"invalid", "too_large", "cross_origin", "unavailable", "error"} {
 		s.rejected.WithLabelValues(r)
 	}
-	reg.MustRegister(s.accepted, s.rejected, s.publishErrors)
+	reg.MustRegister(s.accepted, s.rejected, s.publishErrors, issued)
 	return s, nil
-}
-
-// Voter cookies. The voter id is 128 random bits: unguessable, so one browser cannot
-// overwrite another's vote. The vote cookie remembers the choice, so the page still marks
-// it after a reload (the vote service never reads the store).
-const (
-	voterCookie  = "voter_id"
-	choiceCookie = "vote"
-	cookieMaxAge = 365 * 24 * 60 * 60
-)
-
-// voterID returns the request's voter id from its cookie, or a new one when the cookie is
-// missing or not a voter id.
-func voterID(r *http.Request) string {
-	if c, err := r.Cookie(voterCookie); err == nil && voting.ValidVoterID(c.Value) {
-		return c.Value
-	}
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }
 
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string) {

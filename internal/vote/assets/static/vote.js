@@ -7,7 +7,20 @@ document.addEventListener("DOMContentLoaded", () => {
   const status = document.getElementById("status");
   if (!form || !window.fetch) return;
   const buttons = Array.from(form.querySelectorAll("button.option"));
-  let sent = 0; // the latest request; an older answer arriving late must not win
+  // One vote in flight at a time: a double click, or a second choice made before the
+  // first is answered, is not sent. The buttons say so (aria-disabled) but keep the
+  // keyboard focus, which the disabled attribute would take away.
+  let inFlight = false;
+  const busy = (on) => {
+    inFlight = on;
+    form.classList.toggle("busy", on);
+    if (on) form.setAttribute("aria-busy", "true");
+    else form.removeAttribute("aria-busy");
+    for (const b of buttons) {
+      if (on) b.setAttribute("aria-disabled", "true");
+      else b.removeAttribute("aria-disabled");
+    }
+  };
 
   const say = (...parts) => {
     status.replaceChildren(...parts);
@@ -32,9 +45,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const button = ev.submitter;
     if (!button || !button.value) return; // let the browser post the form
     ev.preventDefault();
-    const n = ++sent;
-    form.classList.add("busy");
-    form.setAttribute("aria-busy", "true");
+    if (inFlight) return;
+    busy(true);
     try {
       const res = await fetch("/api/vote", {
         method: "POST",
@@ -44,9 +56,8 @@ document.addEventListener("DOMContentLoaded", () => {
       });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(body.error || `the server answered ${res.status}`);
-      if (n === sent) mark(body.vote);
+      mark(body.vote);
     } catch (err) {
-      if (n !== sent) return;
       const span = document.createElement("span");
       span.className = "error";
       // fetch rejects with a TypeError when the server cannot be reached at all.
@@ -54,10 +65,7 @@ document.addEventListener("DOMContentLoaded", () => {
       span.textContent = `Your vote was not recorded: ${why}. Please try again.`;
       say(span);
     } finally {
-      if (n === sent) {
-        form.classList.remove("busy");
-        form.removeAttribute("aria-busy");
-      }
+      busy(false);
     }
   });
 });
