@@ -39,6 +39,8 @@ type settings struct {
 	rateBurst      int
 	trustedProxies string
 	voterKeyFile   string
+	// WebSocket clients result serves at once, in all and from one client address.
+	maxWebsockets, maxWebsocketsPerClient int
 }
 
 func (s *settings) registerVote(fs *flag.FlagSet) {
@@ -46,7 +48,7 @@ func (s *settings) registerVote(fs *flag.FlagSet) {
 	fs.StringVar(&s.voteAddr, "vote-addr", ":8080", "address of the voting page")
 	fs.Float64Var(&s.rateLimit, "rate-limit", 0, "votes per second allowed from one client address after --rate-burst at once; 0: no limit (set it for public demos)")
 	fs.IntVar(&s.rateBurst, "rate-burst", 10, "votes one client address may cast at once before --rate-limit applies")
-	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client for --rate-limit")
+	s.registerProxies(fs)
 	fs.StringVar(&s.voterKeyFile, "voter-key-file", "", "file of the keys that sign voter ids, one a line: the first signs, each verifies (add the new key second, then move it first, to rotate); every vote replica needs the same file. Required by vote; all keeps a generated one in --data-dir when unset")
 }
 
@@ -54,6 +56,20 @@ func (s *settings) registerResult(fs *flag.FlagSet) {
 	s.registerOptions(fs)
 	fs.StringVar(&s.resultAddr, "result-addr", ":8081", "address of the results page")
 	fs.DurationVar(&s.pollInterval, "poll-interval", 5*time.Second, "how often result reads the tally when the store signalled no change (a safety net: changes are pushed within milliseconds)")
+	// 10,000 is the benchmarked target (docs/performance.md: 79 MB RSS, inside the 128 MiB
+	// limit of the deployments); 1,000 from one address leaves room for a big NAT, and
+	// takes ten addresses to fill a process.
+	fs.IntVar(&s.maxWebsockets, "max-websockets", 10000, "most WebSocket clients result serves at once; more are answered 503 (0: no limit)")
+	fs.IntVar(&s.maxWebsocketsPerClient, "max-websockets-per-client", 1000, "most WebSocket clients result serves at once from one client address (IPv4 address or IPv6 /64; behind a proxy, list it in --trusted-proxies); more are answered 503 (0: no limit)")
+	s.registerProxies(fs)
+}
+
+// registerProxies registers --trusted-proxies once: vote's rate limit and result's
+// WebSocket limit per client both tell clients apart by it.
+func (s *settings) registerProxies(fs *flag.FlagSet) {
+	if fs.Lookup("trusted-proxies") == nil {
+		fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client, for --rate-limit and --max-websockets-per-client")
+	}
 }
 
 // registerOptions registers --options once, for the services that show the options.
@@ -91,6 +107,9 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	}
 	if s.batchSize < 0 || s.maxDeliver < 0 {
 		return nil, fmt.Errorf("--batch-size and --max-deliveries must not be negative (0 means the default)")
+	}
+	if s.maxWebsockets < 0 || s.maxWebsocketsPerClient < 0 {
+		return nil, fmt.Errorf("--max-websockets and --max-websockets-per-client must not be negative (0 means no limit)")
 	}
 	if s.options == nil {
 		return s, nil
@@ -336,7 +355,12 @@ func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder)
 }
 
 func (s *settings) addResult(p *process, st result.Store) error {
-	svc, err := result.New(result.Config{Options: s.poll, PollInterval: s.pollInterval, Instance: instance(), Tracer: p.tracerFor("result")}, st, p.log, p.reg)
+	proxies, err := ratelimit.ParseProxies(s.trustedProxies)
+	if err != nil {
+		return err
+	}
+	svc, err := result.New(result.Config{Options: s.poll, PollInterval: s.pollInterval, Instance: instance(), Tracer: p.tracerFor("result"),
+		MaxClients: s.maxWebsockets, MaxClientsPerAddr: s.maxWebsocketsPerClient, ClientAddr: proxies.ClientIP}, st, p.log, p.reg)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -60,6 +61,19 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "websocket: "+err.Error(), http.StatusForbidden)
 		return
 	}
+	// A place is taken before the handshake is answered, so that a refusal is a plain 503
+	// (the page retries with backoff) and handshakes in flight count against the limits.
+	addr := s.clientAddr(r)
+	if reason, limit := s.hub.admit(addr); reason != "" {
+		s.refuse(w, r, addr, reason, limit)
+		return
+	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			s.hub.release(addr)
+		}
+	}()
 	// The upgrader answers a bad handshake itself, with a status (400, 405, 426) and why. It
 	// writes on the hijacked connection, so the headers the middleware has set (security
 	// headers) are handed to it for every answer, 101 included.
@@ -78,7 +92,26 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close()
 		return
 	}
-	s.hub.add(conn)
+	admitted = true
+	s.hub.add(conn, addr)
+}
+
+// refuse answers a handshake past a limit with 503 and Retry-After, counts it, and logs it
+// (at most a line a second per limit, see refusalLog) with what to do about it.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, addr netip.Addr, reason string, limit int) {
+	s.refused.WithLabelValues(reason).Inc()
+	if ok, unlogged := s.refusedLog.note(reason, time.Now()); ok {
+		attrs := []any{"reason", reason, "limit", limit, "client", addr.String(), "refused_unlogged", unlogged}
+		switch reason {
+		case refusedProcess:
+			attrs = append(attrs, "hint", "this process has --max-websockets clients: add result replicas, or raise it if the memory limit allows (4-7 KiB a client)")
+		case refusedAddr:
+			attrs = append(attrs, "hint", "this address has --max-websockets-per-client clients; if it is a proxy or load balancer, list it in --trusted-proxies so that its clients are told apart")
+		}
+		s.log.WarnContext(r.Context(), "websocket refused", attrs...)
+	}
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "too many live connections: please retry in a moment", http.StatusServiceUnavailable)
 }
 
 // rejectionStatus is the status the upgrader answered a refused handshake with: the

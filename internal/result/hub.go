@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -37,14 +38,20 @@ type hub struct {
 
 	pingFrame, goingAway, protocolError []byte // compiled once
 
-	mu      sync.Mutex
-	latest  []byte    // the encoded snapshot, nil before the first tally
-	frame   []byte    // latest as a text frame
-	conns   []*client // connected clients; client.idx is the position
-	closed  bool      // shutdown has begun: clients are told to go away
-	live    sync.WaitGroup
-	pinger  *time.Timer
-	pending []*client // publish's scratch list of clients to queue
+	// maxClients and maxPerAddr bound the clients at once, in all and per address (see
+	// admit); 0 is no bound.
+	maxClients, maxPerAddr int
+
+	mu       sync.Mutex
+	latest   []byte             // the encoded snapshot, nil before the first tally
+	frame    []byte             // latest as a text frame
+	conns    []*client          // connected clients; client.idx is the position
+	admitted int                // places taken by admit and not yet given to add or release
+	perAddr  map[netip.Addr]int // clients and admitted handshakes per address key
+	closed   bool               // shutdown has begun: clients are told to go away
+	live     sync.WaitGroup
+	pinger   *time.Timer
+	pending  []*client // publish's scratch list of clients to queue
 
 	qmu     sync.Mutex
 	queue   []*client // clients with something to write, each at most once
@@ -56,7 +63,8 @@ type hub struct {
 // that took the client from the queue writes to it, so frames never interleave.
 type client struct {
 	conn net.Conn
-	idx  int // in hub.conns, under hub.mu
+	idx  int        // in hub.conns, under hub.mu
+	addr netip.Addr // the address key it counts under in hub.perAddr; invalid: none
 
 	hdr        [ws.MaxHeaderSize - 2]byte // the reader's header buffer
 	fragmented bool                       // reader only: inside a fragmented data message
@@ -73,8 +81,11 @@ type client struct {
 	left   bool   // the peer sent a close: a failed write of the reply is not a drop
 }
 
-func newHub(sent, clientsDropped prometheus.Counter, log *slog.Logger) *hub {
+func newHub(sent, clientsDropped prometheus.Counter, log *slog.Logger, maxClients, maxPerAddr int) *hub {
 	return &hub{
+		maxClients:     maxClients,
+		maxPerAddr:     maxPerAddr,
+		perAddr:        map[netip.Addr]int{},
 		sent:           sent,
 		clientsDropped: clientsDropped,
 		log:            log,
@@ -150,12 +161,72 @@ func (h *hub) clients() int {
 	return len(h.conns)
 }
 
-// add takes over an upgraded connection: it gets the latest snapshot at once, every new one,
-// and a ping every pingInterval, until it leaves, fails a write or the hub shuts down.
-func (h *hub) add(conn net.Conn) {
-	c := &client{conn: conn}
+// Why admit refuses a client: the labels of voting_websocket_refused_total.
+const (
+	refusedProcess = "process_limit" // maxClients
+	refusedAddr    = "client_limit"  // maxPerAddr
+)
+
+// addrKey is what the clients of one address count under: an IPv4 address, or an IPv6 /64,
+// which one host or one home commonly has to itself (the rate limiter keys the same way).
+// An invalid address is no key: it counts in the process's bound only.
+func addrKey(a netip.Addr) netip.Addr {
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// admit takes a place for a client at addr before its handshake is answered, or says which
+// bound refuses it (refusedProcess or refusedAddr) and how many the bound allows. A place
+// taken is then given to add, or back with release. Handshakes in progress hold a place, so
+// that many at once cannot pass a bound together.
+func (h *hub) admit(addr netip.Addr) (refused string, limit int) {
+	key := addrKey(addr)
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.maxClients > 0 && len(h.conns)+h.admitted >= h.maxClients {
+		return refusedProcess, h.maxClients
+	}
+	if key.IsValid() && h.maxPerAddr > 0 && h.perAddr[key] >= h.maxPerAddr {
+		return refusedAddr, h.maxPerAddr
+	}
+	h.admitted++
+	if key.IsValid() {
+		h.perAddr[key]++
+	}
+	return "", 0
+}
+
+// release gives back a place admit took, for a handshake that did not become a client.
+func (h *hub) release(addr netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.admitted--
+	h.forget(addrKey(addr))
+}
+
+// forget lowers the count of the address key. h.mu must be held.
+func (h *hub) forget(key netip.Addr) {
+	if !key.IsValid() {
+		return
+	}
+	if h.perAddr[key]--; h.perAddr[key] <= 0 {
+		delete(h.perAddr, key)
+	}
+}
+
+// add takes over an upgraded connection, in the place admit took for addr: it gets the
+// latest snapshot at once, every new one, and a ping every pingInterval, until it leaves,
+// fails a write or the hub shuts down.
+func (h *hub) add(conn net.Conn, addr netip.Addr) {
+	c := &client{conn: conn, addr: addrKey(addr)}
+	h.mu.Lock()
+	h.admitted--
 	if h.closed {
+		h.forget(c.addr)
 		h.mu.Unlock()
 		go func() { // not on the handler: the write may wait for the peer
 			_ = conn.SetWriteDeadline(time.Now().Add(h.writeTimeout))
@@ -357,6 +428,7 @@ func (h *hub) remove(c *client, count bool, err error) {
 	h.conns[c.idx], last.idx = last, c.idx
 	h.conns[len(h.conns)-1] = nil
 	h.conns = h.conns[:len(h.conns)-1]
+	h.forget(c.addr)
 	h.mu.Unlock()
 	h.live.Done()
 	if count {

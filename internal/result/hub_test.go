@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ import (
 func newTestHub(t *testing.T, writeTimeout, pingInterval time.Duration) *hub {
 	t.Helper()
 	h := newHub(prometheus.NewCounter(prometheus.CounterOpts{Name: "sent"}),
-		prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"}), slog.New(slog.DiscardHandler))
+		prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"}), slog.New(slog.DiscardHandler), 0, 0)
 	h.writeTimeout, h.pingInterval = writeTimeout, pingInterval
 	t.Cleanup(h.shutdown)
 	return h
@@ -57,7 +58,10 @@ func newPeer(t *testing.T, h *hub) *peer {
 	t.Helper()
 	server, client := net.Pipe()
 	t.Cleanup(func() { client.Close() })
-	h.add(server)
+	if refused, _ := h.admit(netip.Addr{}); refused != "" {
+		t.Fatalf("admit: refused by %s", refused)
+	}
+	h.add(server, netip.Addr{})
 	return &peer{conn: client, frames: make(chan frame, 1000), err: make(chan error, 1)}
 }
 

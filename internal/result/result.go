@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +37,16 @@ type Config struct {
 	// Tracer makes the push span, in the trace of the newest vote the push shows; nil means
 	// no tracing.
 	Tracer trace.Tracer
+	// MaxClients bounds the WebSocket clients connected at once; a handshake past it is
+	// answered 503. Each client holds some 4-7 KiB (docs/reliability.md), so the bound keeps
+	// a flood of sockets inside the process's memory. 0 means no bound.
+	MaxClients int
+	// MaxClientsPerAddr bounds the WebSocket clients of one address (an IPv4 address or an
+	// IPv6 /64), so that one host cannot take every place of MaxClients. 0 means no bound.
+	MaxClientsPerAddr int
+	// ClientAddr names the client of a request for MaxClientsPerAddr: the TCP peer, or the
+	// address a trusted proxy forwarded. nil means the TCP peer.
+	ClientAddr func(*http.Request) netip.Addr
 }
 
 // Store is what the result service reads.
@@ -56,6 +69,8 @@ type Service struct {
 	sent           prometheus.Counter
 	dropped        prometheus.Counter
 	clientsDropped prometheus.Counter
+	refused        *prometheus.CounterVec
+	refusedLog     refusalLog
 	updated        prometheus.Gauge
 	toPush         prometheus.Histogram
 }
@@ -71,6 +86,7 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second
 	}
+
 	static, err := web.Assets(assetsFS)
 	if err != nil {
 		return nil, fmt.Errorf("result: %w", err)
@@ -93,6 +109,10 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Name: "voting_websocket_clients_dropped_total",
 			Help: "WebSocket clients disconnected because a write failed or timed out, or no frame came for two ping intervals.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voting_websocket_refused_total",
+			Help: "WebSocket handshakes answered 503, by the limit they met: process_limit (--max-websockets) or client_limit (--max-websockets-per-client).",
+		}, []string{"reason"}),
 		toPush: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "voting_vote_to_push_seconds",
 			Help: "Time from a vote's acceptance to the push of a result that counts it, for the newest vote of each change.",
@@ -104,8 +124,11 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 			Help: "When the tally was last read successfully (Unix time).",
 		}),
 	}
-	s.hub = newHub(s.sent, s.clientsDropped, log)
-	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsDropped, s.updated, s.toPush,
+	s.hub = newHub(s.sent, s.clientsDropped, log, cfg.MaxClients, cfg.MaxClientsPerAddr)
+	for _, r := range []string{refusedProcess, refusedAddr} {
+		s.refused.WithLabelValues(r) // both show from the start, at 0
+	}
+	reg.MustRegister(s.tallyErrors, s.sent, s.dropped, s.clientsDropped, s.refused, s.updated, s.toPush,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "voting_websocket_clients",
 			Help: "WebSocket clients connected now.",
@@ -213,4 +236,43 @@ func (s *Service) Ready(ctx context.Context) error {
 // carries the latest numbers, so nothing is lost.
 func pace(n int) time.Duration {
 	return min(time.Duration(n)*10*time.Microsecond, 200*time.Millisecond)
+}
+
+// clientAddr is the client of r for the limit per address: what Config.ClientAddr says, or
+// the TCP peer.
+func (s *Service) clientAddr(r *http.Request) netip.Addr {
+	if s.cfg.ClientAddr != nil {
+		return s.cfg.ClientAddr(r)
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
+// refusalLog writes the log line of refused WebSocket handshakes: the first of a kind at
+// once, then at most one a second with the number refused meanwhile, so that a flood of
+// handshakes past a limit cannot flood the log as well.
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time // reason -> when its last line was written
+	held map[string]int       // reason -> refusals since then, not logged yet
+}
+
+// note counts a refusal and reports whether to log it now, and how many refusals of the
+// same reason went unlogged before it.
+func (l *refusalLog) note(reason string, now time.Time) (log bool, unlogged int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+	}
+	if now.Sub(l.last[reason]) < time.Second {
+		l.held[reason]++
+		return false, 0
+	}
+	unlogged = l.held[reason]
+	l.last[reason], l.held[reason] = now, 0
+	return true, unlogged
 }
