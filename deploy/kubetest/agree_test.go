@@ -18,6 +18,8 @@ var twins = [][2]string{
 	{"kustomize-base", "helm-defaults"},
 	{"kustomize-overlays-dev", "helm-dev"},
 	{"kustomize-overlays-prod", "helm-prod"},
+	{"kustomize-tests-shared-gateway", "helm-shared-gateway"},
+	{"kustomize-tests-ingress-nginx", "helm-ingress-nginx"},
 }
 
 // podsByComponent indexes pod templates by their component label.
@@ -49,7 +51,9 @@ func viewOf(c corev1.Container) containerView {
 
 // TestKustomizeAndHelmAgree compares each kustomization with its Helm twin: images, commands,
 // ports, probes, security contexts, resources, grace periods, settings, Services, HPAs, PDBs,
-// spreading, Ingresses and quotas. The Helm test pod exists only in Helm.
+// spreading, HTTPRoutes (parentRefs, hostnames, paths, backends, ports, timeouts), Gateways,
+// Ingresses, quotas, and the flows the NetworkPolicies allow. The Helm test pod and its flows
+// exist only in Helm.
 func TestKustomizeAndHelmAgree(t *testing.T) {
 	for _, pair := range twins {
 		k, h := target(t, pair[0]), target(t, pair[1])
@@ -92,14 +96,30 @@ func TestKustomizeAndHelmAgree(t *testing.T) {
 		same(t, where+" services", services(k.Objects), services(h.Objects))
 		same(t, where+" HPAs", hpas(k.Objects), hpas(h.Objects))
 		same(t, where+" PDBs", pdbs(k.Objects), pdbs(h.Objects))
+		same(t, where+" HTTPRoutes", routes(k.Objects), routes(h.Objects))
+		same(t, where+" Gateways", gateways(k.Objects), gateways(h.Objects))
 		same(t, where+" ingresses", ingresses(k.Objects), ingresses(h.Objects))
 		same(t, where+" quotas", quotas(k.Objects), quotas(h.Objects))
 		same(t, where+" limit ranges", limitRanges(k.Objects), limitRanges(h.Objects))
 		kn, hn := len(ofKind[*networkingv1.NetworkPolicy](k.Objects)) > 0, len(ofKind[*networkingv1.NetworkPolicy](h.Objects)) > 0
-		if pair[0] == "kustomize-overlays-prod" && kn != hn {
+		if pair[0] != "kustomize-base" && pair[0] != "kustomize-overlays-dev" && kn != hn {
 			t.Errorf("%s: NetworkPolicies %v vs %v", where, kn, hn)
 		}
+		if kn && hn {
+			same(t, where+" allowed flows", withoutHelmTest(matrix(t, k)), withoutHelmTest(matrix(t, h)))
+		}
 	}
+}
+
+// withoutHelmTest drops the flows of the `helm test` pod, which only the chart has.
+func withoutHelmTest(m map[flow]bool) []string {
+	var out []string
+	for _, f := range sortedFlows(m) {
+		if !strings.Contains(f, "helm-test") {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // same fails when two values differ semantically (quantities compare by value).

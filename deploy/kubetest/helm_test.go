@@ -18,8 +18,13 @@ func TestHelmNotes(t *testing.T) {
 		want  []string
 	}{
 		"defaults": {nil, []string{"enforce=restricted", "port-forward svc/voting-vote 8080:80", "helm test voting"}},
-		"prod":     {[]string{root + "/deploy/helm/values/prod.yaml"}, []string{"http://vote.voting.example.com/", "ingress-nginx"}},
-		"bitnami":  {[]string{root + "/deploy/helm/values/bitnami.yaml"}, []string{"redis-master:6379", "postgresql:5432"}},
+		"prod": {[]string{root + "/deploy/helm/values/prod.yaml"}, []string{"http://vote.voting.example.com/",
+			"Gateway voting (GatewayClass traefik", `{"app.kubernetes.io/name":"traefik"}`}},
+		"shared-gateway": {[]string{root + "/deploy/helm/values/shared-gateway.yaml"}, []string{
+			"Gateway gateway-system/shared-gateway (listener http)", "admit routes from namespace voting"}},
+		"ingress-nginx": {[]string{root + "/deploy/helm/values/ingress-nginx.yaml"}, []string{
+			"(Ingress, class nginx)", `{"app.kubernetes.io/name":"ingress-nginx"}`, `{"app.kubernetes.io/name":"traefik"}`}},
+		"bitnami": {[]string{root + "/deploy/helm/values/bitnami.yaml"}, []string{"redis-master:6379", "postgresql:5432"}},
 	}
 	for name, c := range cases {
 		notes, err := render.HelmNotes(chart, c.files, nil)

@@ -38,11 +38,16 @@ func tcp(port int32, name string) corev1.ContainerPort {
 	return corev1.ContainerPort{Name: name, ContainerPort: port, Protocol: corev1.ProtocolTCP}
 }
 
-// bystanders are the pods and addresses around the app: the ingress controller, Prometheus,
-// the cluster DNS, the Bitnami charts' pods (with the labels those charts give them), an
-// unlabelled pod in the app's namespace, a pod of another namespace, and addresses outside.
+// bystanders are the pods and addresses around the app: the edge proxies (Traefik, which
+// serves the Gateway and Ingress, with the labels its Helm chart gives its pods, and the
+// ingress-nginx controller), Prometheus, the cluster DNS, the Bitnami charts' pods (with the
+// labels those charts give them), an unlabelled pod in the app's namespace, a pod of another
+// namespace, and addresses outside.
 func bystanders() []endpoint {
 	return []endpoint{
+		{Name: "traefik", Namespace: "traefik", Labels: map[string]string{
+			"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"},
+			Ports: []corev1.ContainerPort{tcp(8000, "web"), tcp(8443, "websecure")}},
 		{Name: "ingress-nginx", Namespace: "ingress-nginx", Labels: map[string]string{
 			"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
 			Ports: []corev1.ContainerPort{tcp(80, "http"), tcp(443, "https")}},
@@ -256,11 +261,11 @@ func portsMatch(ports []networkingv1.NetworkPolicyPort, port corev1.ContainerPor
 	return false
 }
 
-// expectedFlows is the list, written out for the endpoints present: ingress controller
-// → vote, result; vote → Redis; worker → Redis and PostgreSQL; result → PostgreSQL (migrate runs
+// expectedFlows is the list, written out for the endpoints present: the edge proxies
+// (the Gateway's and the Ingress controller's pods, see edgeProxies) → vote, result; vote → Redis; worker → Redis and PostgreSQL; result → PostgreSQL (migrate runs
 // in the worker and result pods); everyone → DNS; Prometheus → admin ports; the helm test pod →
 // vote, result; and, where the target configures them, the app → the external datastores.
-func expectedFlows(eps []endpoint, externalRedis, externalPostgres bool) map[flow]bool {
+func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres bool) map[flow]bool {
 	has := map[string]bool{}
 	for _, e := range eps {
 		has[e.Name] = true
@@ -279,8 +284,10 @@ func expectedFlows(eps []endpoint, externalRedis, externalPostgres bool) map[flo
 	if externalPostgres {
 		postgreses = append(postgreses, "external-postgres")
 	}
-	add("ingress-nginx", "vote", 8080, corev1.ProtocolTCP)
-	add("ingress-nginx", "result", 8081, corev1.ProtocolTCP)
+	for _, edge := range edges {
+		add(edge, "vote", 8080, corev1.ProtocolTCP)
+		add(edge, "result", 8081, corev1.ProtocolTCP)
+	}
 	for _, db := range redises {
 		add("vote", db, 6379, corev1.ProtocolTCP)
 		add("worker", db, 6379, corev1.ProtocolTCP)
@@ -322,6 +329,14 @@ var deniedFlows = []flow{
 	{"ingress-nginx", "redis", 6379, corev1.ProtocolTCP},
 	{"ingress-nginx", "postgres", 5432, corev1.ProtocolTCP},
 	{"ingress-nginx", "vote", 9090, corev1.ProtocolTCP},
+	{"traefik", "redis", 6379, corev1.ProtocolTCP},
+	{"traefik", "postgres", 5432, corev1.ProtocolTCP},
+	{"traefik", "bitnami-postgresql", 5432, corev1.ProtocolTCP},
+	{"traefik", "vote", 9090, corev1.ProtocolTCP},
+	{"traefik", "result", 9090, corev1.ProtocolTCP},
+	{"traefik", "worker", 9090, corev1.ProtocolTCP},
+	{"outsider", "vote", 9090, corev1.ProtocolTCP},
+	{"outsider", "result", 8081, corev1.ProtocolTCP},
 	{"prometheus", "redis", 6379, corev1.ProtocolTCP},
 	{"prometheus", "vote", 8080, corev1.ProtocolTCP},
 	{"vote", "result", 8081, corev1.ProtocolTCP},
@@ -346,7 +361,7 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 		extRedis := strings.Contains(r.Name, "external-redis") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external")
 		extPostgres := strings.Contains(r.Name, "external-postgres") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external")
 		got := matrix(t, r)
-		want := expectedFlows(endpoints(t, r), extRedis, extPostgres)
+		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres)
 		for f := range want {
 			if !got[f] {
 				t.Errorf("%s: needed flow denied: %s", r.Name, f)
@@ -369,7 +384,9 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 	for _, name := range []string{
 		"kustomize-overlays-prod", "kustomize-tests-dev-all-components", "kustomize-tests-external-redis",
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
+		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
+		"helm-shared-gateway", "helm-ingress-nginx",
 	} {
 		if !withPolicies[name] {
 			t.Errorf("%s has no NetworkPolicies", name)

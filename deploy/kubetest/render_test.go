@@ -29,7 +29,9 @@ func TestEveryTargetRendersAndDecodesStrictly(t *testing.T) {
 		"kustomize-tests-dev-all-components", "kustomize-tests-external-redis",
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
 		"kustomize-tests-read-only-result", "kustomize-tests-external-postgres-read-only",
+		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
+		"helm-shared-gateway", "helm-ingress-nginx",
 	} {
 		if !names[want] {
 			t.Errorf("target %s was not rendered", want)
@@ -44,6 +46,12 @@ func TestStrictDecodingCatchesMistakes(t *testing.T) {
 		"unknown field": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  prots: []\n",
 		"duplicate key": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  name: y\n",
 		"wrong type":    "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ports: 80\n",
+		// The Gateway API types are decoded as strictly as the built-in ones.
+		"unknown HTTPRoute field": "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: x\n" +
+			"spec:\n  rules:\n    - timeouts:\n        idle: 0s\n",
+		"misspelt Gateway field": "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: x\n" +
+			"spec:\n  gatewayClassName: traefik\n  listener: []\n",
+		"unknown API group version": "apiVersion: gateway.networking.k8s.io/v9\nkind: HTTPRoute\nmetadata:\n  name: x\n",
 	} {
 		if _, err := decodeStrict([]byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)
@@ -86,6 +94,15 @@ func TestHelmSchemaRejectsMistakes(t *testing.T) {
 		{"bad log format", map[string]any{"log": map[string]any{"format": "xml"}}, "format"},
 		{"bad duration", map[string]any{"drainDelay": "five seconds"}, "drainDelay"},
 		{"wrong type", map[string]any{"vote": map[string]any{"replicas": "three"}}, "replicas"},
+		{"unknown gateway key", map[string]any{"gateway": map[string]any{"gatewayClassName": "x"}}, "gatewayClassName"},
+		{"unknown parentRef key", map[string]any{"gateway": map[string]any{"parentRefs": []any{
+			map[string]any{"name": "g", "section": "http"}}}}, "section"},
+		{"parentRef without name", map[string]any{"gateway": map[string]any{"parentRefs": []any{
+			map[string]any{"namespace": "gw"}}}}, "name"},
+		{"bad route timeout", map[string]any{"gateway": map[string]any{"requestTimeout": "15 seconds"}}, "requestTimeout"},
+		{"bad listener port", map[string]any{"gateway": map[string]any{"listenerPort": 0}}, "listenerPort"},
+		{"unknown edge selector key", map[string]any{"networkPolicy": map[string]any{"gateway": map[string]any{
+			"podLabels": map[string]any{"a": "b"}}}}, "podLabels"},
 	}
 	for _, c := range cases {
 		_, err := render.RenderHelm(chart, nil, c.set)
