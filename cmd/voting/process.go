@@ -30,11 +30,23 @@ type process struct {
 	checks  []web.Check
 
 	servers []*server
-	loops   []func(ctx context.Context) error
+	loops   []namedLoop
 	// drain runs after the web servers have stopped and before the loops are told to stop:
 	// `all` on the in-process queue uses it to let the worker record every accepted vote.
 	drain   func(ctx context.Context) error
-	closers []func()
+	closers []closer
+}
+
+// namedLoop is a background loop and what the log calls it while the process waits for it.
+type namedLoop struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// closer is a function run when the process stops, and what the log calls it.
+type closer struct {
+	name  string
+	close func()
 }
 
 type server struct {
@@ -58,7 +70,7 @@ func newProcess(ctx context.Context, service string, opts common, env *cmdEnv) (
 		tp = env.tracing
 	}
 	p := &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg), tracer: tp}
-	p.onClose(func() {
+	p.onClose("the trace exporter (sending the last spans to the collector)", func() {
 		// Flush the spans still buffered; an unreachable collector must not hold up exit.
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -107,24 +119,53 @@ func (p *process) listen(name, addr string, h http.Handler) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	p.servers = append(p.servers, &server{name: name, srv: srv, ln: ln})
-	p.closers = append(p.closers, func() { ln.Close() })
+	p.onClose(name+" listener", func() { ln.Close() })
 	return nil
 }
 
-// loop adds a background loop, stopped after the web servers.
-func (p *process) loop(f func(ctx context.Context) error) { p.loops = append(p.loops, f) }
+// loop adds a background loop, stopped after the web servers; name is what the log calls it
+// if the process has to wait for it.
+func (p *process) loop(name string, f func(ctx context.Context) error) {
+	p.loops = append(p.loops, namedLoop{name, f})
+}
 
-// onClose adds a function run when the process has stopped, after the ones added later.
-func (p *process) onClose(f func()) { p.closers = append(p.closers, f) }
+// onClose adds a function run when the process stops, after the ones added later; name is
+// what the log calls it if the process has to wait for it.
+func (p *process) onClose(name string, f func()) { p.closers = append(p.closers, closer{name, f}) }
+
+// slowStep is how long a step of stopping may take before the log says what the process is
+// waiting for: a person watching a process that has not exited yet should not have to guess
+// (a collector that does not answer holds the trace flush for up to 5 s, a worker's batch
+// the --shutdown-timeout).
+const slowStep = 250 * time.Millisecond
+
+// waitLogged runs step; if it takes longer than slowStep, the log says, while it runs, that
+// the process waits for what, and then how long it took.
+func (p *process) waitLogged(what string, step func()) {
+	start := time.Now()
+	t := time.AfterFunc(slowStep, func() { p.log.Info("stopping: waiting", "for", what) })
+	step()
+	if !t.Stop() {
+		p.log.Info("stopping: done waiting", "for", what, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
 
 // run runs the process until ctx is done or a part of it fails, then stops it in order:
 // not ready; wait drain-delay so load balancers stop routing here; stop the web servers,
 // letting in-flight requests finish; drain; stop the loops (the worker finishes its batch);
 // close the adapters.
+//
+// "stopped" is the last line it logs, after everything it waits for: the process exits right
+// after it (a binary built with -race waits 1 s more at exit, the race detector's own
+// atexit_sleep_ms; GORACE=atexit_sleep_ms=0 removes it).
 func (p *process) run(ctx context.Context) (err error) {
+	stopping := false
 	defer func() {
 		for i := len(p.closers) - 1; i >= 0; i-- {
-			p.closers[i]()
+			p.waitLogged(p.closers[i].name, p.closers[i].close)
+		}
+		if stopping {
+			p.log.Info("stopped")
 		}
 	}()
 	health := web.NewHealth(p.log, p.reg, p.checks...)
@@ -135,13 +176,16 @@ func (p *process) run(ctx context.Context) (err error) {
 	failed := make(chan error, len(p.servers)+len(p.loops)+1)
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoops()
-	var loops sync.WaitGroup
-	for _, f := range append([]func(context.Context) error{health.Run}, p.loops...) {
-		loops.Go(func() {
-			if err := f(loopCtx); err != nil {
+	loops := make([]chan struct{}, 0, len(p.loops)+1)
+	for _, l := range append([]namedLoop{{"readiness checks", health.Run}}, p.loops...) {
+		done := make(chan struct{})
+		loops = append(loops, done)
+		go func() {
+			defer close(done)
+			if err := l.run(loopCtx); err != nil {
 				failed <- err
 			}
-		})
+		}()
 	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
@@ -161,22 +205,30 @@ func (p *process) run(ctx context.Context) (err error) {
 	case err = <-failed:
 		p.log.Error("stopping after a failure", "err", err)
 	}
+	stopping = true
 	health.SetStopping()
 	if err == nil && p.opts.drainDelay > 0 {
 		time.Sleep(p.opts.drainDelay)
 	}
 	stopServing()
-	servers.Wait()
+	p.waitLogged("requests in flight", servers.Wait)
 	if p.drain != nil {
-		dctx, cancel := context.WithTimeout(context.Background(), p.opts.shutdownTimeout)
-		if derr := p.drain(dctx); derr != nil {
-			p.log.Error("drain", "err", derr)
-		}
-		cancel()
+		p.waitLogged("the in-process queue to drain into the store", func() {
+			dctx, cancel := context.WithTimeout(context.Background(), p.opts.shutdownTimeout)
+			defer cancel()
+			if derr := p.drain(dctx); derr != nil {
+				p.log.Error("drain", "err", derr)
+			}
+		})
 	}
 	stopLoops()
-	loops.Wait()
-	p.log.Info("stopped")
+	for i, done := range loops {
+		name := "readiness checks"
+		if i > 0 {
+			name = p.loops[i-1].name
+		}
+		p.waitLogged(name, func() { <-done })
+	}
 	return err
 }
 

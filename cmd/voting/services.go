@@ -258,7 +258,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		p.onClose(func() { lite.Close() })
+		p.onClose("the SQLite store", func() { lite.Close() })
 		p.check("sqlite", lite.Ping)
 		st = lite
 	}
@@ -304,7 +304,7 @@ func (s *settings) redisQueue(ctx context.Context, p *process) (*redisqueue.Queu
 		return nil, err
 	}
 	p.queueMetrics().Observe(q.Stats)
-	p.onClose(func() { q.Close() })
+	p.onClose("the Redis queue", func() { q.Close() })
 	p.check("redis", q.Ping)
 	return q, nil
 }
@@ -316,7 +316,7 @@ func (s *settings) pgStore(ctx context.Context, p *process) (*pgstore.Store, err
 	if err != nil {
 		return nil, err
 	}
-	p.onClose(st.Close)
+	p.onClose("the PostgreSQL store", st.Close)
 	p.check("postgres", st.Ping)
 	return st, nil
 }
@@ -350,8 +350,8 @@ func (s *settings) addVote(p *process, pub voting.Publisher) error {
 func (s *settings) addWorker(p *process, c voting.Consumer, rec voting.Recorder) {
 	w := worker.New(worker.Config{BatchSize: s.batchSize, StopTimeout: s.shutdownTimeout, OnDeadLetter: p.queueMetrics().DeadLettered,
 		Tracer: p.tracerFor("worker")}, c, rec, p.log, p.reg)
-	p.onClose(func() { c.Close() })
-	p.loop(w.Run)
+	p.onClose("the queue consumer", func() { c.Close() })
+	p.loop("the worker (its batch, and its read from the queue, up to 1 s)", w.Run)
 }
 
 func (s *settings) addResult(p *process, st result.Store) error {
@@ -365,6 +365,6 @@ func (s *settings) addResult(p *process, st result.Store) error {
 		return err
 	}
 	p.check("tally", svc.Ready)
-	p.loop(svc.Run)
+	p.loop("the result service (closing its WebSockets)", svc.Run)
 	return p.serve("result", s.resultAddr, svc.Handler())
 }
