@@ -48,6 +48,11 @@ type Store struct {
 	listenDone  chan struct{}
 	listenerPID atomic.Uint32 // backend PID of the current listener connection, 0 when none
 	idleCheck   time.Duration // see the constant; tests shorten it
+
+	// recordFailure is the schema error of the last Record, until a Record succeeds: Ping
+	// reports it, so that a writer whose table does not match turns not ready, naming
+	// why, instead of retrying in silence.
+	recordFailure atomic.Pointer[error]
 }
 
 // New returns a store using the database at url (a postgres:// URL or key=value string).
@@ -163,8 +168,14 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 		b.Queue(`INSERT INTO tally_trace (traceparent) VALUES ($1)
 				ON CONFLICT (id) DO UPDATE SET traceparent = EXCLUDED.traceparent`, tp)
 	}
-	err := s.pool.SendBatch(ctx, b).Close()
-	return classify("record votes", err)
+	err := classify("record votes", s.pool.SendBatch(ctx, b).Close())
+	switch {
+	case err == nil:
+		s.recordFailure.Store(nil)
+	case errors.Is(err, errSchema):
+		s.recordFailure.Store(&err)
+	}
+	return err
 }
 
 // Tally returns the number of votes per option. It reads vote_counts, so its cost grows with
@@ -211,32 +222,69 @@ func (s *Store) VoteOf(ctx context.Context, voterID string) (voting.Vote, bool, 
 	return v, true, nil
 }
 
-// Ping checks that the database answers and that the schema is migrated, within a short
-// timeout so that a readiness probe never hangs.
+// pingSQL is the tally's query, planned and not run: it fails when the database is down and
+// when a table or column the tally reads is missing or not readable, and reads nothing.
+// It reads nothing of votes, which result's read-only role may not read.
+const pingSQL = "SELECT option, count, last_voted_at, t.traceparent FROM vote_counts LEFT JOIN tally_trace AS t ON true LIMIT 0"
+
+// Ping checks that the database answers and that the tables the tally reads are there, and
+// reports the last Record's schema error until a Record succeeds, within a short timeout so
+// that a readiness probe never hangs. The tables only the writer uses (votes) are checked
+// by writing: a worker turns not ready on its first refused batch, and ready again once the
+// schema is fixed and its retry goes through.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, "SELECT 1 FROM vote_counts LIMIT 0")
-	return classify("postgres", err)
+	if _, err := s.pool.Exec(ctx, pingSQL); err != nil {
+		return classify("postgres", err)
+	}
+	if err := s.recordFailure.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // SQLSTATE codes and classes; see the PostgreSQL manual, appendix A.
 const (
-	pgUndefinedTable       = "42P01"
-	pgClassDataException   = "22"
-	pgClassIntegrityBroken = "23"
+	pgUndefinedTable          = "42P01"
+	pgInsufficientPrivilege   = "42501"
+	pgNotNullViolation        = "23502"
+	pgClassDataException      = "22"
+	pgClassIntegrityBroken    = "23"
+	pgClassSyntaxOrAccessRule = "42"
 )
 
+// errSchema marks the errors of a database that does not match the schema this version
+// expects (a table or column missing or of another type, a function gone, a privilege
+// missing): SQLSTATE class 42. They are not the votes' fault, so votes are never
+// dead-lettered for them, and they do not pass by themselves: someone must migrate, undo a
+// change to the tables, or grant a privilege. Record's callers retry them as unavailable;
+// Ping reports them, so readiness names them.
+var errSchema = errors.New("the database does not match this version's schema")
+
 func notMigrated(err error) error {
-	return fmt.Errorf("schema not migrated: run `voting migrate`: %w: %w", voting.ErrUnavailable, err)
+	return fmt.Errorf("schema not migrated: run `voting migrate`: %w: %w: %w", errSchema, voting.ErrUnavailable, err)
+}
+
+// schemaMismatch wraps a class 42 error other than a missing table.
+func schemaMismatch(pgErr *pgconn.PgError, err error) error {
+	do := "run `voting migrate` of this version, or undo the change to the tables"
+	if pgErr.Code == pgInsufficientPrivilege {
+		do = "grant this role what it needs on the tables, or use the role that owns them"
+	}
+	return fmt.Errorf("%w (SQLSTATE %s): %s; votes wait in the queue meanwhile: %w: %w", errSchema, pgErr.Code, do, voting.ErrUnavailable, err)
 }
 
 // classify wraps err with what failed, and with voting.ErrUnavailable unless the data
 // caused it. Only data exceptions (class 22) and integrity violations (class 23) are the
-// data's fault: a worker may dead-letter the votes. Everything else is not, and may pass:
-// connection loss, timeouts, serialization failures and deadlocks (08, 40), resource
-// shortage and shutdown (53, 57P), a schema that is not migrated yet, permissions.
-// Retrying those is right; dead-lettering would lose good votes.
+// data's fault: a worker may dead-letter the votes. With the tables `voting migrate` makes,
+// no vote that passed Vote.Validate raises either; a CHECK constraint or a foreign key
+// someone added to votes can. Everything else is not the votes' fault, and retrying is
+// right (dead-lettering would lose good votes): connection loss, timeouts, serialization
+// failures and deadlocks (08, 40), resource shortage and shutdown (53, 57P) pass by
+// themselves; a schema that does not match and missing privileges (42), and a NOT NULL
+// column added without a default (23502), need someone, and are marked with errSchema so
+// that readiness reports them.
 func classify(what string, err error) error {
 	if err == nil {
 		return nil
@@ -244,10 +292,16 @@ func classify(what string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
+		case pgErr.Code == pgNotNullViolation:
+			// Record writes no NULL: a column added to votes without a default refuses
+			// every vote alike, which is the table's fault, not the votes'.
+			return fmt.Errorf("%s: %w", what, schemaMismatch(pgErr, err))
 		case strings.HasPrefix(pgErr.Code, pgClassDataException), strings.HasPrefix(pgErr.Code, pgClassIntegrityBroken):
 			return fmt.Errorf("%s: %w", what, err)
 		case pgErr.Code == pgUndefinedTable:
 			return fmt.Errorf("%s: %w", what, notMigrated(err))
+		case strings.HasPrefix(pgErr.Code, pgClassSyntaxOrAccessRule):
+			return fmt.Errorf("%s: %w", what, schemaMismatch(pgErr, err))
 		}
 	}
 	return fmt.Errorf("%s: %w: %w", what, voting.ErrUnavailable, err)

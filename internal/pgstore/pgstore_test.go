@@ -493,6 +493,9 @@ func TestClassify(t *testing.T) {
 		{&pgconn.PgError{Code: "53300"}, true},  // too_many_connections
 		{&pgconn.PgError{Code: "57P01"}, true},  // admin_shutdown
 		{&pgconn.PgError{Code: "42P01"}, true},  // undefined_table: not migrated yet
+		{&pgconn.PgError{Code: "42703"}, true},  // undefined_column: a schema mismatch, retried
+		{&pgconn.PgError{Code: "42501"}, true},  // insufficient_privilege
+		{&pgconn.PgError{Code: "23502"}, true},  // not_null_violation: a column added without a default
 		{context.DeadlineExceeded, true},
 		{errors.New("unexpected EOF"), true},
 	} {
@@ -579,5 +582,63 @@ func TestRecordIsAllOrNothing(t *testing.T) {
 	}
 	if tally, err := s.Tally(ctx); err != nil || tally.Counts["a"] != 1 || tally.Counts["b"] != 1 {
 		t.Fatalf("after the good batch: counts %v (%v), want a 1, b 1", tally.Counts, err)
+	}
+}
+
+// TestSchemaMismatch: a table that does not match (a column renamed away, SQLSTATE 42703)
+// is not the votes' fault: Record fails with an error the worker retries (never
+// dead-letters), and Ping, which readiness runs, names the mismatch, for the tally's tables
+// at once and for votes from the first refused write until a write succeeds again.
+func TestSchemaMismatch(t *testing.T) {
+	s, dsn := newTestStore(t)
+	ctx := context.Background()
+	c := mustConnect(t, dsn)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	vote := []voting.Vote{{VoterID: "v1", Option: "a", At: voting.Now()}}
+	code := "23502"
+	wantMismatch := func(what string, err error) {
+		t.Helper()
+		if err == nil || !errors.Is(err, errSchema) || !errors.Is(err, voting.ErrUnavailable) || !strings.Contains(err.Error(), code) {
+			t.Fatalf("%s: %v; want the schema mismatch named (SQLSTATE %s), retryable", what, err, code)
+		}
+	}
+
+	// A column added without a default refuses every vote alike: not the votes' fault.
+	exec("ALTER TABLE votes ADD COLUMN added text NOT NULL")
+	wantMismatch("Record", s.Record(ctx, vote))
+	wantMismatch("Ping after the refused write", s.Ping(ctx))
+	exec("ALTER TABLE votes DROP COLUMN added")
+	mustRecordVotes(t, s, vote)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the write went through: %v", err)
+	}
+
+	code = "42703"
+	vote[0].At = voting.Now()
+
+	exec("ALTER TABLE votes RENAME COLUMN voted_at TO voted_at_gone")
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping before any write: %v (votes is checked by writing)", err)
+	}
+	wantMismatch("Record", s.Record(ctx, vote))
+	wantMismatch("Ping after the refused write", s.Ping(ctx))
+	exec("ALTER TABLE votes RENAME COLUMN voted_at_gone TO voted_at")
+	wantMismatch("Ping before the retry", s.Ping(ctx))
+	mustRecordVotes(t, s, vote)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the write went through: %v", err)
+	}
+	wantCounts(t, s, map[string]int64{"a": 1})
+
+	exec("ALTER TABLE vote_counts RENAME COLUMN last_voted_at TO gone")
+	wantMismatch("Ping with a column of the tally gone", s.Ping(ctx))
+	exec("ALTER TABLE vote_counts RENAME COLUMN gone TO last_voted_at")
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping once the tally's column is back: %v", err)
 	}
 }
