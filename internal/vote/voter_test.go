@@ -180,6 +180,7 @@ func TestForgedVoterIDIsANewVoter(t *testing.T) {
 		{"stamp far ahead", id + ".9" + stamp + "." + mac},
 		{"mac changed", id + "." + stamp + "." + flip(mac, 3)},
 		{"mac cut short", id + "." + stamp + "." + mac[:20]},
+		{"mac's unused last bits set", id + "." + stamp + "." + mac[:21] + string(mac[21]+1)},
 		{"no mac", id + "." + stamp},
 		{"another key", signCookie("someone-elses-key-0123456789abcdefghijk", victim, 5)},
 		{"upper-case id", strings.ToUpper(id) + "." + stamp + "." + mac},
@@ -209,8 +210,8 @@ func TestForgedVoterIDIsANewVoter(t *testing.T) {
 	if votes := rec.take(); len(votes) != 1 || votes[0].VoterID != victim {
 		t.Fatalf("the signed cookie voted as %v, want %s", votes, victim)
 	}
-	if got := counterValue(t, reg, "voting_voter_ids_issued_total", "invalid"); got != 11 {
-		t.Errorf("voting_voter_ids_issued_total{reason=invalid} = %v, want 11", got)
+	if got := counterValue(t, reg, "voting_voter_ids_issued_total", "invalid"); got != 12 {
+		t.Errorf("voting_voter_ids_issued_total{reason=invalid} = %v, want 12", got)
 	}
 }
 
