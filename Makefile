@@ -80,7 +80,7 @@ test-faults:
 FUZZTIME ?= 30s
 ## fuzz: run each fuzz target for FUZZTIME (the suite runs their seed corpora)
 fuzz:
-	@for t in internal/voting:FuzzDecodeMessage internal/voting:FuzzParseOptions internal/vote:FuzzFormVote internal/vote:FuzzAPIVote internal/vote:FuzzVoterCookie internal/ratelimit:FuzzClientIP cmd/voting:FuzzSettings; do \
+	@for t in internal/voting:FuzzDecodeMessage internal/voting:FuzzParseOptions internal/vote:FuzzFormVote internal/vote:FuzzAPIVote internal/vote:FuzzVoterCookie internal/ratelimit:FuzzClientIP internal/result:FuzzWebSocketHandshake cmd/voting:FuzzSettings; do \
 	  $(GO) test -run='^$$' -fuzz="^$${t##*:}\$$" -fuzztime=$(FUZZTIME) ./$${t%%:*} || exit 1; done
 
 ## bench: every performance target next to its ceiling, on its own Redis and PostgreSQL

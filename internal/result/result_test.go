@@ -22,7 +22,7 @@ import (
 // newService returns a result service for options on a SQLite store of its own, and the
 // registry of its metrics. Its poll interval is an hour: any update within a test comes from
 // the store's signal.
-func newService(t *testing.T, options string) (*result.Service, *sqlitestore.Store, *prometheus.Registry) {
+func newService(t testing.TB, options string) (*result.Service, *sqlitestore.Store, *prometheus.Registry) {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), t.TempDir())
 	if err != nil {
