@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -37,6 +39,39 @@ func TestNodeDeploymentsRender(t *testing.T) {
 		} {
 			if !strings.Contains(y, want) {
 				t.Errorf("%s: no %q in the rendering", name, want)
+			}
+		}
+	}
+}
+
+// TestDatastoreImagesAgreeWithCompose: the Redis and PostgreSQL images the Kubernetes files
+// run are the ones the compose file runs, so that every deployment form (and every e2e run)
+// uses the same server versions.
+func TestDatastoreImagesAgreeWithCompose(t *testing.T) {
+	root := filepath.Join("..", "..", "..")
+	compose, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+image:\s+"?((?:redis|postgres):[^"\s]+)`).FindAllStringSubmatch(string(compose), -1) {
+		images = append(images, m[1])
+	}
+	if len(images) != 2 {
+		t.Fatalf("compose.yaml: want a redis and a postgres image, found %v", images)
+	}
+	helm, err := render.RenderHelm(filepath.Join(root, "deploy", "helm", "voting"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kust, err := render.RenderKustomize(filepath.Join(root, "deploy", "k8s", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range images {
+		for name, y := range map[string][]byte{"helm": helm, "kustomize base": kust} {
+			if !strings.Contains(string(y), "image: "+img+"\n") && !strings.Contains(string(y), `image: "`+img+`"`) {
+				t.Errorf("%s does not run %s, the image compose.yaml runs", name, img)
 			}
 		}
 	}
