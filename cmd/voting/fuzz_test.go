@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -14,6 +15,7 @@ import (
 // negative.
 func FuzzSettings(f *testing.F) {
 	f.Add("--options=a=Cats,b=Dogs --batch-size=10", "OPTION_A=Tea\nOPTION_B=Coffee")
+	f.Add("--max-websockets=-1 --trusted-proxies=10.0.0.0/8", "VOTING_MAX_WEBSOCKETS_PER_CLIENT=5")
 	f.Fuzz(func(t *testing.T, args, environ string) {
 		vars := map[string]string{}
 		for _, line := range strings.Split(environ, "\n") {
@@ -37,8 +39,11 @@ func FuzzSettings(f *testing.F) {
 		if _, err := voting.ParseOptions(opts.String()); err != nil {
 			t.Fatalf("args %q env %q: accepted options %q that do not parse: %v", args, environ, opts, err)
 		}
-		if s.batchSize < 0 || s.maxDeliver < 0 {
-			t.Fatalf("args %q env %q: negative batch size or deliveries accepted", args, environ)
+		if s.batchSize < 0 || s.maxDeliver < 0 || s.maxWebsockets < 0 || s.maxWebsocketsPerClient < 0 {
+			t.Fatalf("args %q env %q: a negative batch size, delivery count or WebSocket limit accepted", args, environ)
+		}
+		if _, err := ratelimit.ParseProxies(s.trustedProxies); err != nil {
+			t.Fatalf("args %q env %q: --trusted-proxies %q accepted, then refused: %v", args, environ, s.trustedProxies, err)
 		}
 	})
 }

@@ -111,6 +111,9 @@ func parseSettings(name, summary string, env *cmdEnv, args []string, register ..
 	if s.maxWebsockets < 0 || s.maxWebsocketsPerClient < 0 {
 		return nil, fmt.Errorf("--max-websockets and --max-websockets-per-client must not be negative (0 means no limit)")
 	}
+	if _, err := ratelimit.ParseProxies(s.trustedProxies); err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	if s.options == nil {
 		return s, nil
 	}
