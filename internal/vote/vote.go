@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,8 @@ type Service struct {
 
 	// lastStamp is the newest vote time this process gave (Unix µs); see stamp.
 	lastStamp atomic.Int64
+	// macs holds keyed HMAC states for each of cfg.VoterKeys, in order; see sign.
+	macs []*sync.Pool
 
 	accepted      *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
@@ -85,7 +88,7 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 		return nil, fmt.Errorf("vote: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, pub: pub, log: log, static: static,
+		cfg: cfg, pub: pub, log: log, static: static, macs: newMACs(cfg.VoterKeys),
 		publishSpan: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)},
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voting_votes_accepted_total",
