@@ -171,7 +171,8 @@ func (c *Cluster) upMetricsServer(ctx context.Context) error {
 	if err := c.start("metrics-server", c.bin("metrics-server"),
 		"--kubeconfig", c.Kubeconfig(), "--authentication-kubeconfig", c.Kubeconfig(), "--authorization-kubeconfig", c.Kubeconfig(),
 		"--bind-address", NodeIP, "--secure-port", port, "--cert-dir", c.path("metrics-server"),
-		"--kubelet-insecure-tls", "--kubelet-preferred-address-types", "InternalIP", "--metric-resolution", "10s"); err != nil {
+		"--kubelet-insecure-tls", "--kubelet-preferred-address-types", "InternalIP",
+		"--metric-resolution", "15s", "--kubelet-request-timeout", "5s"); err != nil {
 		return err
 	}
 	manifest := `apiVersion: v1
