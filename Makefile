@@ -60,10 +60,13 @@ e2e-cluster:
 image:
 	scripts/docker-build
 
-## up: the compose deployment (needs a running Docker engine); down: stop it
+## up: the compose deployment (needs a running Docker engine; makes deploy/compose/.env and
+## deploy/compose/voter-key when missing); down: stop it
 up: image
 	@test -f deploy/compose/.env || { cp deploy/compose/.env.example deploy/compose/.env; \
 	  echo "up: wrote deploy/compose/.env from .env.example; set your own POSTGRES_PASSWORD there"; }
+	@test -f deploy/compose/voter-key || { (umask 022; head -c 48 /dev/urandom | base64 >deploy/compose/voter-key) && \
+	  echo "up: wrote a new voter key to deploy/compose/voter-key (vote's compose secret; keep it, a new key makes every voter new)"; }
 	scripts/compose up -d --wait
 
 down:
@@ -101,7 +104,7 @@ screenshots:
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
-	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/compose tools/traefik; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
+	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/traefik; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet ./...
 	$(GO) vet -tags nosqlite ./cmd/voting
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -409,12 +410,94 @@ func TestCredentialsRequired(t *testing.T) {
 	}
 }
 
+// vote refuses to start without --voter-key-file: it gets the keys as the compose secret
+// voter_key, a file on the host (deploy/compose/voter-key unless VOTER_KEY_FILE names
+// another), mounted where VOTING_VOTER_KEY_FILE points. No other service gets it.
+func TestVoterKeySecret(t *testing.T) {
+	const secret, wantPath = "voter_key", "/run/secrets/voter_key"
+	p := mustLoad(t, "seed")
+	for _, s := range p.Services {
+		if s.Name == "vote" {
+			continue
+		}
+		if len(s.Secrets) != 0 {
+			t.Errorf("%s gets secrets %v; only vote uses the voter key", s.Name, s.Secrets)
+		}
+		if s.Environment["VOTING_VOTER_KEY_FILE"] != nil {
+			t.Errorf("%s sets VOTING_VOTER_KEY_FILE; only vote uses the voter key", s.Name)
+		}
+	}
+
+	vote := mustService(t, p, "vote")
+	if len(vote.Secrets) != 1 || vote.Secrets[0].Source != secret {
+		t.Fatalf("vote secrets %+v, want one: %s", vote.Secrets, secret)
+	}
+	// Where compose mounts it: /run/secrets/<source> by default, a relative target under
+	// /run/secrets.
+	target := vote.Secrets[0].Target
+	switch {
+	case target == "":
+		target = "/run/secrets/" + secret
+	case !strings.HasPrefix(target, "/"):
+		target = "/run/secrets/" + target
+	}
+	if target != wantPath {
+		t.Errorf("the voter key is mounted at %s, want %s", target, wantPath)
+	}
+	if v := vote.Environment["VOTING_VOTER_KEY_FILE"]; v == nil {
+		t.Errorf("vote has no VOTING_VOTER_KEY_FILE; want %q, where the secret is mounted", target)
+	} else if *v != target {
+		t.Errorf("vote VOTING_VOTER_KEY_FILE = %q, want %q, where the secret is mounted", *v, target)
+	}
+
+	// A file secret: compose bind-mounts it read-only. The key itself is never in the model
+	// (an environment or content secret would put it in compose.yaml or .env).
+	def, ok := p.Secrets[secret]
+	if !ok {
+		t.Fatalf("secret %s is not declared at the top level", secret)
+	}
+	if bool(def.External) || def.Environment != "" || def.Content != "" || def.Driver != "" {
+		t.Errorf("secret %s %+v, want a plain file secret", secret, def)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(wd, "voter-key"); def.File != want {
+		t.Errorf("secret %s file %q, want %q (deploy/compose/voter-key, which make up creates)", secret, def.File, want)
+	}
+	if _, set := mustEnvExample(t)["VOTER_KEY_FILE"]; set {
+		t.Errorf(".env.example sets VOTER_KEY_FILE; leave the default, deploy/compose/voter-key")
+	}
+
+	// VOTER_KEY_FILE names another file, as scripts/e2e-compose does for a throwaway key.
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
+		cli.WithWorkingDirectory("."),
+		cli.WithEnvFiles(".env.example"),
+		cli.WithDotEnv,
+		cli.WithEnv([]string{"VOTER_KEY_FILE=/tmp/e2e/voter-key"}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("load compose.yaml with VOTER_KEY_FILE: %v", err)
+	}
+	if got := p.Secrets[secret].File; got != "/tmp/e2e/voter-key" {
+		t.Errorf("with VOTER_KEY_FILE=/tmp/e2e/voter-key the secret file is %q", got)
+	}
+}
+
 func TestEnvFileIgnored(t *testing.T) {
 	raw, err := os.ReadFile(".gitignore")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(strings.Split(string(raw), "\n"), ".env") {
-		t.Errorf("deploy/compose/.gitignore does not ignore .env")
+	lines := strings.Split(string(raw), "\n")
+	for _, f := range []string{".env", "voter-key"} {
+		if !slices.Contains(lines, f) {
+			t.Errorf("deploy/compose/.gitignore does not ignore %s", f)
+		}
 	}
 }
