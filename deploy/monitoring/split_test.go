@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -73,8 +74,14 @@ func TestSplitProcessesExposeTheirMetrics(t *testing.T) {
 	worker := startProcess(t, bin, "worker", 1, func(p []string) []string {
 		return []string{"--redis-url=" + redisURL, "--postgres-url=" + pgURL, "--stream=" + stream, "--admin-addr=" + p[0]}
 	})
+	// vote will not start without the keys that sign voter ids: one of its own, as a
+	// deployment's Secret would give it.
+	keyFile := filepath.Join(t.TempDir(), "voter-key")
+	if err := os.WriteFile(keyFile, []byte(randomHex(32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	vote := startProcess(t, bin, "vote", 2, func(p []string) []string {
-		return []string{"--redis-url=" + redisURL, "--stream=" + stream, "--vote-addr=" + p[0], "--admin-addr=" + p[1]}
+		return []string{"--redis-url=" + redisURL, "--voter-key-file=" + keyFile, "--stream=" + stream, "--vote-addr=" + p[0], "--admin-addr=" + p[1]}
 	})
 	result := startProcess(t, bin, "result", 2, func(p []string) []string {
 		return []string{"--postgres-url=" + pgURL, "--result-addr=" + p[0], "--admin-addr=" + p[1]}
