@@ -181,7 +181,7 @@ func (c *Cluster) makeImages(context.Context) error {
 		return fmt.Errorf("busybox (Debian's busybox-static) is needed for the probe and helper images: %w", err)
 	}
 	var links []Link
-	for _, l := range []string{"sh", "nc", "nslookup", "wget", "sleep", "mkdir", "rm", "ls", "cat", "echo", "id"} {
+	for _, l := range []string{"sh", "nc", "nslookup", "wget", "sleep", "timeout", "sed", "grep", "mkdir", "rm", "ls", "cat", "echo", "id", "env"} {
 		links = append(links, Link{"/bin/" + l, "busybox"})
 	}
 	bb := []ImageFile{{Path: "/bin/busybox", Source: busybox}}
