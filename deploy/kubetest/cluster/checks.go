@@ -243,10 +243,13 @@ type app struct {
 }
 
 // roleOf: the app's pods carry app.kubernetes.io/component (vote, worker, result), the
-// datastores app.kubernetes.io/name (redis, postgres).
+// datastores app.kubernetes.io/name (redis, postgresql).
 func roleOf(labels map[string]string) string {
-	if n := labels["app.kubernetes.io/name"]; n == "redis" || n == "postgres" {
-		return n
+	switch labels["app.kubernetes.io/name"] {
+	case "redis":
+		return "redis"
+	case "postgresql":
+		return "postgres"
 	}
 	switch c := labels["app.kubernetes.io/component"]; c {
 	case "vote", "worker", "result":
