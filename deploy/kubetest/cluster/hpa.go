@@ -42,6 +42,20 @@ func (k *Checker) CheckHPA(ctx context.Context, ns string) bool {
 			var h autoscalingv2.HorizontalPodAutoscaler
 			return &h, k.getJSON(ctx, &h, "-n", ns, "get", "hpa", hpa.Name)
 		}
+		// From the minimum: an earlier check's load may have scaled it up already.
+		if err := poll(ctx, "vote at its minimum before the load", 4*time.Minute, 3*time.Second, func() error {
+			h, err := get()
+			if err != nil {
+				return err
+			}
+			if h.Status.CurrentReplicas != min {
+				return fmt.Errorf("replicas %d", h.Status.CurrentReplicas)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		saw = append(saw, fmt.Sprintf("before the load: %d replicas", min))
 		loadCtx, stopLoad := context.WithCancel(ctx)
 		defer stopLoad()
 		loadDone := make(chan *loadgenReport, 1)
