@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,13 +51,8 @@ func (c *Cluster) upAddons(ctx context.Context) error {
 	return nil
 }
 
-// apply applies YAML given inline.
-func (c *Cluster) apply(ctx context.Context, yaml string, extra ...string) error {
-	f := c.path(fmt.Sprintf("apply-%d.yaml", time.Now().UnixNano()))
-	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
-		return err
-	}
-	_, err := c.Kubectl(ctx, append([]string{"apply", "-f", f}, extra...)...)
+func (c *Cluster) apply(ctx context.Context, yaml string) error {
+	_, err := applyYAML(ctx, c.Kubectl, c.Work, yaml)
 	return err
 }
 
@@ -328,7 +324,20 @@ spec:
 		return err
 	}
 	return poll(ctx, "Traefik /ping", time.Minute, 300*time.Millisecond, func() error {
-		_, err := run(ctx, "curl", "-fsS", fmt.Sprintf("http://127.0.0.1:%d/ping", GatewayPort))
+		_, err := pingTraefik()
 		return err
 	})
+}
+
+// pingTraefik asks Traefik's /ping on its web entry point.
+func pingTraefik() (string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", GatewayPort))
+	if err != nil {
+		return "", fmt.Errorf("traefik /ping: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status, fmt.Errorf("traefik /ping: %s", resp.Status)
+	}
+	return resp.Status, nil
 }

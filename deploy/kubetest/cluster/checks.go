@@ -85,20 +85,25 @@ func (k *Checker) getJSON(ctx context.Context, v any, args ...string) error {
 	return json.Unmarshal([]byte(out), v)
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-// applyYAML applies a manifest given inline.
-func (k *Checker) applyYAML(ctx context.Context, yaml string, args ...string) (string, error) {
-	f, err := os.CreateTemp(k.Work, "manifest-*.yaml")
+// applyYAML applies a manifest given inline, through a file in dir.
+func applyYAML(ctx context.Context, kubectl func(context.Context, ...string) (string, error), dir, yaml string, args ...string) (string, error) {
+	f, err := os.CreateTemp(dir, "manifest-*.yaml")
 	if err != nil {
 		return "", err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.WriteString(yaml); err != nil {
+	_, err = f.WriteString(yaml)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", err
 	}
-	f.Close()
-	return k.Kubectl(ctx, append([]string{"apply", "-f", f.Name()}, args...)...)
+	return kubectl(ctx, append([]string{"apply", "-f", f.Name()}, args...)...)
+}
+
+func (k *Checker) applyYAML(ctx context.Context, yaml string, args ...string) (string, error) {
+	return applyYAML(ctx, k.Kubectl, k.Work, yaml, args...)
 }
 
 // restrictedNamespace creates ns labelled to enforce Pod Security "restricted", as

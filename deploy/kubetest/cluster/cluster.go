@@ -21,7 +21,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,12 +150,11 @@ func (c *Cluster) healthy(ctx context.Context) (string, error) {
 	if _, err := run(ctx, "iptables", "-S", "KUBE-ROUTER-FORWARD"); err != nil {
 		return saw, fmt.Errorf("kube-router's firewall chain is missing: %w", err)
 	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", GatewayPort))
+	status, err := pingTraefik()
 	if err != nil {
-		return saw, fmt.Errorf("traefik /ping: %w", err)
+		return saw, err
 	}
-	resp.Body.Close()
-	return saw + "; API server /livez and etcd ok; kube-router firewall chains in place; Traefik /ping " + resp.Status, nil
+	return saw + "; API server /livez and etcd ok; kube-router firewall chains in place; Traefik /ping " + status, nil
 }
 
 // Dump prints the tail of every component's log, for a failed start.

@@ -115,15 +115,21 @@ func (c *Cluster) snapshotHost(context.Context) error {
 	return os.WriteFile(c.snapshotPath(), b, 0o644)
 }
 
+// snapshot reads the host's state recorded before Up.
+func (c *Cluster) snapshot() (hostState, error) {
+	var before hostState
+	b, err := os.ReadFile(c.snapshotPath())
+	if err != nil {
+		return before, fmt.Errorf("no snapshot of the host from before the cluster: %w", err)
+	}
+	return before, json.Unmarshal(b, &before)
+}
+
 // Leftovers compares the host with the snapshot taken before Up and names every difference:
 // empty means the tear-down left nothing behind.
 func (c *Cluster) Leftovers() ([]string, error) {
-	b, err := os.ReadFile(c.snapshotPath())
+	before, err := c.snapshot()
 	if err != nil {
-		return nil, fmt.Errorf("no snapshot of the host from before the cluster: %w", err)
-	}
-	var before hostState
-	if err := json.Unmarshal(b, &before); err != nil {
 		return nil, err
 	}
 	after := c.readHost()
@@ -229,26 +235,26 @@ func (c *Cluster) downNetwork(ctx context.Context) {
 	c.dropEmptyNftTables()
 }
 
-// ownsNetns: a pod namespace of this cluster has an address in the pod range (or, once the
-// veth is gone, only lo).
+// ownsNetns: a pod namespace of this cluster has an address in the pod range, or, once its
+// veth is gone, no address but loopback's.
 func (c *Cluster) ownsNetns(name string) bool {
 	out, err := exec.Command("ip", "-n", name, "-o", "-4", "addr", "show").Output()
 	if err != nil {
 		return false
 	}
-	s := string(out)
-	return strings.Contains(s, "10.244.0.") || !strings.Contains(s, "inet ") || strings.Count(s, "inet ") == 1 && strings.Contains(s, "127.0.0.1")
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.Contains(l, " 127.0.0.1/") && !strings.Contains(l, " 10.244.0.") {
+			return false
+		}
+	}
+	return true
 }
 
 // dropEmptyNftTables deletes the nftables tables that were not there before Up and hold no
 // rules now (iptables-nft leaves the tables it created, empty).
 func (c *Cluster) dropEmptyNftTables() {
-	b, err := os.ReadFile(c.snapshotPath())
+	before, err := c.snapshot()
 	if err != nil {
-		return
-	}
-	var before hostState
-	if json.Unmarshal(b, &before) != nil {
 		return
 	}
 	out, err := exec.Command("nft", "list", "tables").Output()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -102,7 +103,7 @@ func WriteImage(out, ref string, files []ImageFile, links []Link, user string, e
 		return err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
+	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH // the binaries in it are this machine's
 	cfg.Config = v1.Config{User: user, Entrypoint: entrypoint, Env: []string{"PATH=/bin:/usr/bin"}}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return err

@@ -326,12 +326,7 @@ func (c *Cluster) killShims() {
 }
 
 func (c *Cluster) restoreSysctl() {
-	b, err := os.ReadFile(c.snapshotPath())
-	if err != nil {
-		return
-	}
-	var before hostState
-	if jsonUnmarshal(b, &before) == nil && before.IPForward != "" {
+	if before, err := c.snapshot(); err == nil && before.IPForward != "" {
 		_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(before.IPForward), 0o644)
 	}
 }

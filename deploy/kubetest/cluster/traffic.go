@@ -237,28 +237,25 @@ func (k *Checker) storedVotes(ctx context.Context, a *app) (map[string]string, e
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if f := strings.Fields(l); len(f) == 2 {
-			m[f[0]] = f[1]
-		}
-	}
-	return m, nil
+	return voterLines(out), nil
 }
 
 // readVoters reads loadgen's --voters-out file.
 func readVoters(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+	return voterLines(string(b)), err
+}
+
+// voterLines parses "voter_id option" lines, as psql -At -F ' ' and loadgen --voters-out
+// write them.
+func voterLines(s string) map[string]string {
 	m := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
 		if f := strings.Fields(l); len(f) == 2 {
 			m[f[0]] = f[1]
 		}
 	}
-	return m, nil
+	return m
 }
 
 // CheckFaults is check 5: under a bounded load through the Gateway (every answer recorded),
