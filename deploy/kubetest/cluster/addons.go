@@ -32,23 +32,13 @@ var GatewayCRDs string
 // upAddons starts the policy engine, the cluster DNS, metrics-server, the volume provisioner
 // and the gateway, and waits until each answers.
 func (c *Cluster) upAddons(ctx context.Context) error {
-	for _, f := range []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	return c.steps(ctx, []step{
 		{"kube-router (NetworkPolicy)", c.upKubeRouter},
 		{"CoreDNS", c.upCoreDNS},
 		{"metrics-server", c.upMetricsServer},
 		{"local-path-provisioner", c.upLocalPath},
 		{"Traefik (Gateway API)", c.upTraefik},
-	} {
-		t := time.Now()
-		if err := f.f(ctx); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
-		}
-		c.logf("%s ready in %.1fs", f.name, time.Since(t).Seconds())
-	}
-	return nil
+	})
 }
 
 func (c *Cluster) apply(ctx context.Context, yaml string) error {

@@ -85,10 +85,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(c.Work, "certs"), 0o755); err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	return c.steps(ctx, []step{
 		{"host snapshot", c.snapshotHost},
 		{"images", c.makeImages},
 		{"network", c.upNetwork},
@@ -97,7 +94,17 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"containerd", c.upContainerd},
 		{"node", c.upNode},
 		{"add-ons", c.upAddons},
-	}
+	})
+}
+
+// A step is one part of the bring-up.
+type step struct {
+	name string
+	f    func(context.Context) error
+}
+
+// steps runs each step in order, logs how long it took, and stops at the first failure.
+func (c *Cluster) steps(ctx context.Context, steps []step) error {
 	for _, s := range steps {
 		t := time.Now()
 		if err := s.f(ctx); err != nil {
