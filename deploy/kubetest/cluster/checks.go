@@ -42,7 +42,6 @@ type Checker struct {
 
 	failed []string
 	passed int
-	start  time.Time
 }
 
 // Failed names the checks that failed.
@@ -50,13 +49,6 @@ func (k *Checker) Failed() []string { return k.failed }
 
 // Passed counts the checks that passed.
 func (k *Checker) Passed() int { return k.passed }
-
-func (k *Checker) logf(format string, args ...any) {
-	if k.start.IsZero() {
-		k.start = time.Now()
-	}
-	fmt.Fprintf(k.Out, "check: [%6.1fs] %s\n", time.Since(k.start).Seconds(), fmt.Sprintf(format, args...))
-}
 
 // result prints one check's outcome: "ok" with what it saw, or "FAIL" with why.
 func (k *Checker) result(name string, t time.Time, saw string, err error) bool {
@@ -320,15 +312,6 @@ func (k *Checker) discover(ctx context.Context, ns string) (*app, error) {
 		}
 	}
 	return a, nil
-}
-
-// summary lists the app's pods per role, for the check output.
-func (a *app) summary() string {
-	var parts []string
-	for _, r := range []string{"vote", "worker", "result", "redis", "postgres"} {
-		parts = append(parts, fmt.Sprintf("%s %d", r, len(a.pods[r])))
-	}
-	return "pods Running: " + strings.Join(parts, ", ")
 }
 
 // CheckReady is check 2's wait: every pod of ns Ready (helper pods that ran to completion

@@ -13,13 +13,9 @@ import (
 	"time"
 )
 
-// A process is a node component or add-on the cluster started on the host. Its PID is kept in
-// <work>/<name>.pid so that `cluster down`, run from another process or after a crash, stops
-// exactly what was started, never anything found by name.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-}
+// Processes the cluster starts on the host keep their PID in <work>/<name>.pid, so that
+// `cluster down`, run from another process or after a crash, stops exactly what was started,
+// never anything found by name.
 
 // start runs bin with args in the background, its output in <work>/<name>.log.
 func (c *Cluster) start(name, bin string, args ...string) error {
