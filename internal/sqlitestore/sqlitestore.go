@@ -278,7 +278,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	for _, m := range ms {
-		err := func() error {
+		err := retryBusy(ctx, func() error {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return err
@@ -304,10 +304,31 @@ func migrate(ctx context.Context, db *sql.DB) error {
 				return err
 			}
 			return tx.Commit()
-		}()
+		})
 		if err != nil {
 			return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
 		}
 	}
 	return nil
+}
+
+// retryBusy runs f again while it fails with SQLITE_BUSY, for at most busyTimeout. When
+// several connections open a new file together, BEGIN IMMEDIATE sometimes fails with
+// SQLITE_BUSY at once, without the busy handler's wait (SQLite skips the handler where
+// waiting could deadlock, as while another connection switches the file to WAL): seen in
+// TestOpenConcurrently under -race. f must be a whole transaction.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := f()
+		var sqlErr *sqlite.Error
+		if !errors.As(err, &sqlErr) || sqlErr.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
