@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -177,11 +178,17 @@ func (k *Checker) CheckPlatform(ctx context.Context, ns string) bool {
 			return fmt.Errorf("no default StorageClass: %q %v", out, err)
 		}
 		saw = append(saw, "StorageClass: "+strings.TrimSpace(out))
-		out, err = k.Kubectl(ctx, "get", "gatewayclass", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.controllerName} Accepted={.status.conditions[?(@.type=="Accepted")].status}{"\n"}{end}`)
-		if err != nil || !strings.Contains(out, "Accepted=True") {
-			return fmt.Errorf("no accepted GatewayClass: %q %v", out, err)
+		// Traefik accepts its GatewayClass a moment after it answers /ping.
+		if err := poll(ctx, "GatewayClass accepted", time.Minute, time.Second, func() error {
+			out, err := k.Kubectl(ctx, "get", "gatewayclass", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.controllerName} Accepted={.status.conditions[?(@.type=="Accepted")].status}{"\n"}{end}`)
+			if err != nil || !strings.Contains(out, "Accepted=True") {
+				return fmt.Errorf("no accepted GatewayClass: %q %v", out, err)
+			}
+			saw = append(saw, "GatewayClass: "+strings.TrimSpace(out))
+			return nil
+		}); err != nil {
+			return err
 		}
-		saw = append(saw, "GatewayClass: "+strings.TrimSpace(out))
 
 		// Pod Security: a privileged pod is refused in the app's namespace.
 		if err := k.restrictedNamespace(ctx, ns); err != nil {
@@ -312,6 +319,39 @@ func (k *Checker) discover(ctx context.Context, ns string) (*app, error) {
 		}
 	}
 	return a, nil
+}
+
+// routesServe is check 2's last wait: the Gateway serves the app. Traefik programs a route
+// some seconds after it is accepted and answers 404 until then, so the check asks for each
+// page through the Gateway until both answer 200.
+func (k *Checker) routesServe(ctx context.Context, ns string) (string, error) {
+	var saw string
+	err := poll(ctx, "the Gateway serves vote and result", 2*time.Minute, time.Second, func() error {
+		a, err := k.discover(ctx, ns)
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, role := range []string{"vote", "result"} {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.hosts[role]+"/", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := k.gatewayClient().Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET http://%s/ through %s: %s", a.hosts[role], k.Gateway, resp.Status)
+			}
+			got = append(got, fmt.Sprintf("GET http://%s/ %s", a.hosts[role], resp.Status))
+		}
+		saw = "through the Gateway " + k.Gateway + ": " + strings.Join(got, ", ")
+		return nil
+	})
+	return saw, err
 }
 
 // CheckReady is check 2's wait: every pod of ns Ready (helper pods that ran to completion

@@ -63,9 +63,7 @@ func (k *Checker) DeployHelm(ctx context.Context, ns, name string, valueFiles []
 		}
 		saw = append(saw, fmt.Sprintf("helm install %s deploy/helm/voting %s: %s, revision %d, in %.0fs",
 			name, strings.Join(files, " "), rel.Info.Status, rel.Version, time.Since(t).Seconds()))
-		s, err := k.waitReady(ctx, ns)
-		saw = append(saw, s)
-		if err != nil {
+		if err := k.servesApp(ctx, ns, &saw); err != nil {
 			return err
 		}
 		rt := action.NewReleaseTesting(cfg)
@@ -129,9 +127,7 @@ func (k *Checker) DeployKustomize(ctx context.Context, ns, dir string) bool {
 			return err
 		}
 		saw = append(saw, fmt.Sprintf("kubectl apply --server-side of %s: %d objects", relPath(k.Root, dir), strings.Count(out, "\n")))
-		s, err := k.waitReady(ctx, ns)
-		saw = append(saw, s)
-		return err
+		return k.servesApp(ctx, ns, &saw)
 	}()
 	if err != nil {
 		k.Diagnose(ctx, ns)
@@ -146,6 +142,19 @@ func (k *Checker) DeleteKustomize(ctx context.Context, ns string) error {
 		_, _ = k.Kubectl(ctx, "delete", "-f", f, "--ignore-not-found", "--wait=true", "--timeout=180s")
 	}
 	return k.deleteNamespace(ctx, ns)
+}
+
+// servesApp waits until every pod of ns is Ready, every PVC Bound, and the Gateway serves
+// both pages, and notes what it saw.
+func (k *Checker) servesApp(ctx context.Context, ns string, saw *[]string) error {
+	s, err := k.waitReady(ctx, ns)
+	*saw = append(*saw, s)
+	if err != nil {
+		return err
+	}
+	s, err = k.routesServe(ctx, ns)
+	*saw = append(*saw, s)
+	return err
 }
 
 func relPath(root, p string) string {

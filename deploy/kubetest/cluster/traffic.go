@@ -128,6 +128,9 @@ func (k *Checker) CheckSeed(ctx context.Context, ns string) bool {
 		rep, err := k.loadgen(ctx, a, "--seed", "--concurrency", "20", "--ws-url", "http://"+a.hosts["result"], "--ws-clients", fmt.Sprint(clients), "--ws-wait", "30s")
 		if rep != nil {
 			saw = append(saw, fmt.Sprintf("loadgen --seed: %d sent, %d accepted (a %d, b %d), %d failed, %.0f votes/s", rep.Sent, rep.Accepted, rep.ByOption["a"], rep.ByOption["b"], rep.Failed, rep.Rate))
+			if rep.Failed > 0 {
+				saw = append(saw, fmt.Sprintf("loadgen answers %v, first error: %s", rep.ByStatus, rep.FirstErr))
+			}
 		}
 		if err != nil {
 			return err
@@ -167,6 +170,7 @@ type watchers struct {
 	totals     []atomic.Int64
 	got        []atomic.Bool // the client has had its first message
 	reconnects atomic.Int64
+	dialErr    atomic.Pointer[string] // the last failed dial's error, for the check's message
 	wg         sync.WaitGroup
 	cancel     context.CancelFunc
 }
@@ -189,13 +193,24 @@ func (k *Checker) watch(ctx context.Context, host string, n int) *watchers {
 					case <-time.After(500 * time.Millisecond):
 					}
 				}
-				conn, _, _, err := d.Dial(ctx, "ws://"+host+"/ws")
+				conn, br, _, err := d.Dial(ctx, "ws://"+host+"/ws")
 				if err != nil {
+					e := err.Error()
+					w.dialErr.Store(&e)
 					continue
+				}
+				// The server writes its first snapshot right after its answer; when both came
+				// in one read, br holds the snapshot (and reads on from conn after it).
+				rw := io.ReadWriter(conn)
+				if br != nil {
+					rw = struct {
+						io.Reader
+						io.Writer
+					}{br, conn}
 				}
 				stop := context.AfterFunc(ctx, func() { conn.Close() })
 				for {
-					msg, err := wsutil.ReadServerText(conn)
+					msg, err := wsutil.ReadServerText(rw)
 					if err != nil {
 						break
 					}
@@ -211,6 +226,13 @@ func (k *Checker) watch(ctx context.Context, host string, n int) *watchers {
 		})
 	}
 	return w
+}
+
+func (w *watchers) lastDialErr() string {
+	if e := w.dialErr.Load(); e != nil {
+		return *e
+	}
+	return "none"
 }
 
 func (w *watchers) stop() {
@@ -285,7 +307,7 @@ func (k *Checker) CheckFaults(ctx context.Context, ns string) bool {
 				}
 			}
 			if n != clients {
-				return fmt.Errorf("%d of %d clients have their first snapshot", n, clients)
+				return fmt.Errorf("%d of %d clients have their first snapshot (%d reconnects; last failed dial: %s)", n, clients, w.reconnects.Load(), w.lastDialErr())
 			}
 			return nil
 		}); err != nil {
