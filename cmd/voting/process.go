@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -61,6 +62,7 @@ func newProcess(ctx context.Context, service string, opts common, env *cmdEnv) (
 	if err != nil {
 		return nil, err
 	}
+	setMemoryLimit(log, memlimit.FromCgroup)
 	reg := telemetry.NewRegistry()
 	tp, stopTracing, err := telemetry.NewTracerProvider(ctx, env.getenv, service)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 )
 
@@ -232,8 +231,8 @@ func TestAppContainersHardened(t *testing.T) {
 	}
 }
 
-// assertLimits checks CPU, memory and PID limits, and that GOMEMLIMIT sits below the memory
-// limit with headroom, close enough to it to matter.
+// assertLimits checks CPU, memory and PID limits, and that GOMEMLIMIT is left to the binary
+// (80% of the memory limit, cmd/voting/memlimit.go): one set here would win.
 func assertLimits(t *testing.T, s types.ServiceConfig) {
 	t.Helper()
 	if s.Deploy == nil || s.Deploy.Resources.Limits == nil {
@@ -243,18 +242,8 @@ func assertLimits(t *testing.T, s types.ServiceConfig) {
 	if l.NanoCPUs <= 0 || l.MemoryBytes <= 0 || l.Pids <= 0 {
 		t.Errorf("limits cpus=%v memory=%v pids=%v, want all set", l.NanoCPUs, l.MemoryBytes, l.Pids)
 	}
-	v := s.Environment["GOMEMLIMIT"]
-	if v == nil {
-		t.Fatalf("GOMEMLIMIT unset")
-	}
-	// GOMEMLIMIT takes B, KiB, MiB, GiB, TiB suffixes.
-	gml, err := units.RAMInBytes(strings.TrimSuffix(strings.Replace(*v, "iB", "", 1), "B"))
-	if err != nil {
-		t.Fatalf("GOMEMLIMIT %q: %v", *v, err)
-	}
-	ratio := float64(gml) / float64(l.MemoryBytes)
-	if ratio < 0.7 || ratio > 0.95 {
-		t.Errorf("GOMEMLIMIT %s is %.0f%% of the %d-byte memory limit, want 70-95%%", *v, ratio*100, l.MemoryBytes)
+	if v, ok := s.Environment["GOMEMLIMIT"]; ok {
+		t.Errorf("GOMEMLIMIT=%v set; the binary takes 80%% of the memory limit itself", v)
 	}
 }
 

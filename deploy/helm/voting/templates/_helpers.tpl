@@ -179,14 +179,6 @@ gives result its own, e.g. a read-only role's (docs/reliability.md).
 {{- end }}
 {{- end -}}
 
-{{/* GOMEMLIMIT follows the container's memory limit, so the Go GC works before the OOM killer. */}}
-{{- define "voting.gomemlimit" -}}
-- name: GOMEMLIMIT
-  valueFrom:
-    resourceFieldRef:
-      resource: limits.memory
-{{- end -}}
-
 {{/* Pod annotations of the app: Prometheus scraping and a roll on config changes. */}}
 {{- define "voting.podAnnotations" -}}
 prometheus.io/scrape: "true"
@@ -205,7 +197,6 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
         name: {{ include "voting.fullname" . }}-config
   env:
     {{- include "voting.postgresEnv" . | trim | nindent 4 }}
-    {{- include "voting.gomemlimit" . | nindent 4 }}
   resources:
     {{- toYaml .Values.migrate.resources | nindent 4 }}
   securityContext:
