@@ -317,3 +317,47 @@ func TestSIGTERMEachService(t *testing.T) {
 	}
 	t.Logf("%d requests were reset unread on a kept-alive connection closed by the stopping server (first error %q)", len(rep.Unsure)+rep.UnsureNew, rep.FirstError)
 }
+
+// TestRedisFull fills a Redis that has a small maxmemory (noeviction, as the deployments
+// run it) while no worker drains it: past the limit the vote service answers 503, the
+// queue's memory gauges show why, and nothing accepted is lost; once a worker drains the
+// queue, votes are taken again.
+func TestRedisFull(t *testing.T) {
+	requireSetup(t)
+	r := &redisServer{t: t, port: proctest.FreePort(t), dir: tempDir(t), fsync: "everysec",
+		extra: []string{"--maxmemory", "2mb", "--maxmemory-policy", "noeviction"}}
+	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
+	r.start()
+	t.Cleanup(func() { r.proc.stop(t, syscall.SIGKILL, 10*time.Second) })
+	sys := newSystemOn(t, r)
+	v, url := sys.vote()
+	// No retry: a refused vote is the answer under test, not something to wait out.
+	rep := startLoad(t, url, loadVotes, func(c *loadgen.Config) { c.Retry = 0 }).wait()
+	refused := rep.ByStatus["503"]
+	if refused == 0 || rep.Accepted == 0 {
+		t.Fatalf("%d accepted, %d refused with 503 (%v): want both", rep.Accepted, refused, rep.ByStatus)
+	}
+	if rep.Failed != refused {
+		t.Errorf("failures other than 503: %v", rep.ByStatus)
+	}
+	used, limit := metricLine(t, v.admin, "voting_queue_memory_bytes"), metricLine(t, v.admin, "voting_queue_memory_limit_bytes")
+	if limit != "voting_queue_memory_limit_bytes 2.097152e+06" {
+		t.Errorf("got %q, want the 2 MiB maxmemory", limit)
+	}
+	if !strings.Contains(v.logs.String(), "the queue is full") {
+		t.Errorf("the vote log does not say the queue is full:\n%s", tail(v.logs.String(), 5))
+	}
+	queued, _ := sys.redis.client().XLen(context.Background(), sys.stream).Result()
+	t.Logf("Redis at maxmemory 2 MiB: %d votes accepted (%d queued), %d refused with 503; %s, %s",
+		rep.Accepted, queued, refused, used, limit)
+
+	sys.worker()
+	sys.drain(time.Minute)
+	o := sys.compare(rep)
+	if o.lost() != 0 || o.extra > rep.UnsureNew || o.dead != 0 {
+		t.Errorf("lost %d, %d extra rows, %d dead letters: want none", o.lost(), o.extra, o.dead)
+	}
+	if code, _ := castOne(t, url); code != http.StatusOK {
+		t.Errorf("a vote after the queue drained: %d, want 200", code)
+	}
+}

@@ -229,6 +229,10 @@ func (q *Queue) publish(ctx context.Context, body []byte) error {
 		return err
 	}
 	if err := q.pipe.add(ctx, body); err != nil {
+		if strings.HasPrefix(err.Error(), "OOM ") {
+			// maxmemory with noeviction: Redis refuses the vote rather than drop another.
+			err = fmt.Errorf("the queue is full, votes are refused until the workers drain it: %w", err)
+		}
 		return q.fail(ctx, "publish", err)
 	}
 	return nil
@@ -285,7 +289,22 @@ func (q *Queue) Stats(ctx context.Context) (voting.QueueStats, error) {
 			s.OldestPendingAge = max(0, time.Since(time.UnixMilli(ms)))
 		}
 	}
+	// Apart, so that a Redis whose ACL forbids INFO still reports the backlog.
+	if info, err := q.client.Info(ctx, "memory").Result(); err == nil {
+		s.MemoryUsed, s.MemoryLimit = infoInt(info, "used_memory"), infoInt(info, "maxmemory")
+	}
 	return s, nil
+}
+
+// infoInt returns the integer field name of an INFO answer ("name:value" lines), or 0.
+func infoInt(info, name string) int64 {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // idTime returns the millisecond timestamp part of a stream entry id.
@@ -523,6 +542,9 @@ func (c *consumer) deliveries(ctx context.Context, msgs []redis.XMessage, attemp
 // (and the extra ids) in one MULTI, so an entry is never both dead and pending.
 func (c *consumer) deadLetter(ctx context.Context, dead []deadEntry, extra ...string) error {
 	q := c.q
+	if len(dead) == 0 {
+		return q.remove(ctx, extra)
+	}
 	ids := slices.Clone(extra)
 	_, err := q.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, d := range dead {
@@ -555,18 +577,30 @@ func (c *consumer) Ack(ctx context.Context, ds ...voting.Delivery) error {
 		delete(c.outstanding, d.ID)
 	}
 	c.mu.Unlock()
-	q := c.q
-	_, err := q.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	if err := c.q.remove(ctx, ids); err != nil {
+		return c.q.fail(ctx, "ack", err)
+	}
+	return nil
+}
+
+// remove deletes the entries and then acknowledges them, in one round trip per ackChunk ids.
+// Not in a MULTI: a Redis at its maxmemory refuses every command queued in a transaction,
+// even those that free memory, so a full queue could never be drained (the votes were
+// recorded, acknowledged never, and delivered again and again). In this order a failure
+// between the two leaves an entry deleted but pending, which the next claim finds gone and
+// acknowledges (see deliveries), never one acknowledged but kept.
+func (q *Queue) remove(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := q.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for chunk := range slices.Chunk(ids, ackChunk) {
-			p.XAck(ctx, q.cfg.Stream, q.cfg.Group, chunk...)
 			p.XDel(ctx, q.cfg.Stream, chunk...)
+			p.XAck(ctx, q.cfg.Stream, q.cfg.Group, chunk...)
 		}
 		return nil
 	})
-	if err != nil {
-		return q.fail(ctx, "ack", err)
-	}
-	return nil
+	return err
 }
 
 // DeadLetter moves d to the dead-letter stream with the reason, atomically with its ack.

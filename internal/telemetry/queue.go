@@ -49,6 +49,10 @@ var (
 		"Age of the oldest delivered, unacknowledged vote: the consumer lag.", nil, nil)
 	queueDead = prometheus.NewDesc("voting_queue_dead_letters",
 		"Messages in the dead letters.", nil, nil)
+	queueMemory = prometheus.NewDesc("voting_queue_memory_bytes",
+		"Memory the queue server uses (Redis used_memory).", nil, nil)
+	queueMemoryLimit = prometheus.NewDesc("voting_queue_memory_limit_bytes",
+		"Memory the queue server may use (Redis maxmemory); past it votes are refused with 503. Absent when unlimited.", nil, nil)
 )
 
 // queueCollector reads the queue's stats when Prometheus scrapes, so the numbers are current
@@ -63,6 +67,8 @@ func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queuePending
 	ch <- queueOldest
 	ch <- queueDead
+	ch <- queueMemory
+	ch <- queueMemoryLimit
 }
 
 func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -77,4 +83,10 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(queuePending, prometheus.GaugeValue, float64(s.Pending))
 	ch <- prometheus.MustNewConstMetric(queueOldest, prometheus.GaugeValue, s.OldestPendingAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(queueDead, prometheus.GaugeValue, float64(s.DeadLetters))
+	if s.MemoryUsed > 0 {
+		ch <- prometheus.MustNewConstMetric(queueMemory, prometheus.GaugeValue, float64(s.MemoryUsed))
+	}
+	if s.MemoryLimit > 0 {
+		ch <- prometheus.MustNewConstMetric(queueMemoryLimit, prometheus.GaugeValue, float64(s.MemoryLimit))
+	}
 }

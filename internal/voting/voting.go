@@ -125,6 +125,10 @@ type QueueStats struct {
 	OldestPendingAge time.Duration
 	// DeadLetters is the number of dead letters kept.
 	DeadLetters int64
+	// MemoryUsed and MemoryLimit are the queue server's memory in use and the most it may
+	// use (Redis: used_memory and maxmemory). Past the limit the queue refuses new votes.
+	// 0 when not known (or, for the limit, when there is none).
+	MemoryUsed, MemoryLimit int64
 }
 
 // Publisher puts a vote on the queue. When Publish returns nil the vote is in the queue.
