@@ -281,6 +281,11 @@ func TestDatastores(t *testing.T) {
 	if !strings.Contains(cmd, "--appendonly yes") || !strings.Contains(cmd, "--appendfsync everysec") {
 		t.Errorf("redis command %q, want AOF with fsync every second", cmd)
 	}
+	// Half the 256M limit, refusing votes past it rather than dropping any (as in kustomize
+	// and Helm: deploy/kubetest checks the ratio there).
+	if !strings.Contains(cmd, "--maxmemory 128mb --maxmemory-policy noeviction") || redis.Deploy.Resources.Limits.MemoryBytes != 256<<20 {
+		t.Errorf("redis command %q with a %d-byte limit, want --maxmemory 128mb --maxmemory-policy noeviction under 256M", cmd, redis.Deploy.Resources.Limits.MemoryBytes)
+	}
 	assertVolume(t, p, redis, "/data")
 	assertHealthCheck(t, redis, "redis-cli ping")
 

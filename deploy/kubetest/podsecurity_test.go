@@ -1,6 +1,9 @@
 package kubetest
 
 import (
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,6 +311,7 @@ func TestDatastoresPersist(t *testing.T) {
 				if !strings.Contains(args, "--dir /data") || !strings.Contains(args, "--appendonly yes") || !strings.Contains(args, "--appendfsync") {
 					t.Errorf("%s: Redis without AOF in /data: %s", where, args)
 				}
+				checkMaxmemory(t, where, c)
 				if mounts["data"] != "/data" {
 					t.Errorf("%s: data volume at %q", where, mounts["data"])
 				}
@@ -319,5 +323,32 @@ func TestDatastoresPersist(t *testing.T) {
 				t.Errorf("%s: unexpected StatefulSet", where)
 			}
 		}
+	}
+}
+
+// checkMaxmemory: Redis refuses votes (noeviction) rather than grow to its container's limit
+// and be OOM-killed, and its maxmemory leaves about half the limit for the AOF rewrite's fork
+// and client buffers.
+func checkMaxmemory(t *testing.T, where string, c corev1.Container) {
+	t.Helper()
+	arg := func(name string) string {
+		if i := slices.Index(c.Args, name); i >= 0 && i+1 < len(c.Args) {
+			return c.Args[i+1]
+		}
+		return ""
+	}
+	if p := arg("--maxmemory-policy"); p != "noeviction" {
+		t.Errorf("%s: --maxmemory-policy %q, want noeviction (a full queue refuses votes, never drops them)", where, p)
+	}
+	m := regexp.MustCompile(`^([0-9]+)(b|kb|mb|gb)?$`).FindStringSubmatch(arg("--maxmemory"))
+	if m == nil {
+		t.Errorf("%s: --maxmemory %q, want a size such as 128mb", where, arg("--maxmemory"))
+		return
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	n <<= map[string]int{"": 0, "b": 0, "kb": 10, "mb": 20, "gb": 30}[m[2]]
+	limit := c.Resources.Limits.Memory().Value()
+	if n <= 0 || limit <= 0 || float64(n) > 0.55*float64(limit) {
+		t.Errorf("%s: --maxmemory %s is more than about half the %d-byte memory limit", where, m[0], limit)
 	}
 }

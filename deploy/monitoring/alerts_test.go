@@ -64,6 +64,17 @@ voting_votes_processed_total{` + ns + `,job="worker"} 5x20`, true},
 voting_votes_processed_total{` + ns + `,job="worker"} 0+50x20`, false},
 		{"VotingQueueStalled", `voting_queue_length{` + ns + `,job="vote"} 0x20`, false},
 
+		// vote and worker report the same Redis; one at 90% of its limit is enough.
+		{"VotingQueueMemoryHigh", `voting_queue_memory_bytes{` + ns + `,job="vote"} 900x20
+voting_queue_memory_limit_bytes{` + ns + `,job="vote"} 1000x20
+voting_queue_memory_bytes{` + ns + `,job="worker"} 900x20
+voting_queue_memory_limit_bytes{` + ns + `,job="worker"} 1000x20`, true},
+		{"VotingQueueMemoryHigh", `voting_queue_memory_bytes{` + ns + `,job="vote"} 500x20
+voting_queue_memory_limit_bytes{` + ns + `,job="vote"} 1000x20`, false},
+		// No maxmemory (limit 0): nothing to be near.
+		{"VotingQueueMemoryHigh", `voting_queue_memory_bytes{` + ns + `,job="vote"} 900x20
+voting_queue_memory_limit_bytes{` + ns + `,job="vote"} 0x20`, false},
+
 		{"VotingVotesDeadLettered", `voting_queue_dead_letters{` + ns + `,job="worker"} 0x15 3x5`, true},
 		{"VotingVotesDeadLettered", `voting_votes_dead_lettered_total{` + ns + `,job="worker",reason="store_refused"} 0x15 1x5`, true},
 		{"VotingVotesDeadLettered", `voting_queue_dead_letters{` + ns + `,job="worker"} 3x20

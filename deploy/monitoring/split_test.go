@@ -24,11 +24,12 @@ var perProcess = map[string][]string{
 		"voting_http_requests_total", "voting_http_request_duration_seconds",
 		"voting_votes_accepted_total", "voting_votes_rejected_total", "voting_queue_publish_errors_total",
 		"voting_queue_length", "voting_queue_pending", "voting_queue_oldest_pending_age_seconds", "voting_queue_dead_letters",
+		"voting_queue_memory_bytes", "voting_queue_memory_limit_bytes",
 	},
 	"worker": {
 		"voting_votes_processed_total", "voting_votes_dead_lettered_total",
 		"voting_queue_length", "voting_queue_pending", "voting_queue_oldest_pending_age_seconds", "voting_queue_dead_letters",
-		"voting_store_write_duration_seconds", "voting_worker_batch_size", "voting_store_errors_total",
+		"voting_queue_memory_bytes", "voting_queue_memory_limit_bytes", "voting_store_write_duration_seconds", "voting_worker_batch_size", "voting_store_errors_total",
 		"voting_vote_record_lag_seconds",
 	},
 	"result": {

@@ -52,7 +52,7 @@ var (
 	queueMemory = prometheus.NewDesc("voting_queue_memory_bytes",
 		"Memory the queue server uses (Redis used_memory).", nil, nil)
 	queueMemoryLimit = prometheus.NewDesc("voting_queue_memory_limit_bytes",
-		"Memory the queue server may use (Redis maxmemory); past it votes are refused with 503. Absent when unlimited.", nil, nil)
+		"Memory the queue server may use (Redis maxmemory); past it votes are refused with 503. 0: no limit.", nil, nil)
 )
 
 // queueCollector reads the queue's stats when Prometheus scrapes, so the numbers are current
@@ -83,10 +83,8 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(queuePending, prometheus.GaugeValue, float64(s.Pending))
 	ch <- prometheus.MustNewConstMetric(queueOldest, prometheus.GaugeValue, s.OldestPendingAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(queueDead, prometheus.GaugeValue, float64(s.DeadLetters))
-	if s.MemoryUsed > 0 {
+	if s.MemoryUsed > 0 { // a queue that knows its memory (Redis, when INFO is allowed)
 		ch <- prometheus.MustNewConstMetric(queueMemory, prometheus.GaugeValue, float64(s.MemoryUsed))
-	}
-	if s.MemoryLimit > 0 {
 		ch <- prometheus.MustNewConstMetric(queueMemoryLimit, prometheus.GaugeValue, float64(s.MemoryLimit))
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
 
@@ -26,6 +28,23 @@ func TestNodeDeploymentsRender(t *testing.T) {
 	kust, err := render.RenderKustomize(filepath.Join("testdata", "kustomize"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every object of the kustomization in the app's namespace: one without would land in
+	// "default" (the first run on a node had a second set of HTTPRoutes there, whose missing
+	// backends made Traefik answer 500).
+	for doc := range strings.SplitSeq(string(kust), "\n---\n") {
+		var o struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name, Namespace string
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Kind != "Namespace" && o.Metadata.Namespace != "voting" {
+			t.Errorf("kustomize: %s/%s in namespace %q, want voting", o.Kind, o.Metadata.Name, o.Metadata.Namespace)
+		}
 	}
 	for name, y := range map[string]string{"helm": string(helm), "kustomize": string(kust)} {
 		for _, want := range []string{
