@@ -79,3 +79,64 @@ func TestHelmTestPod(t *testing.T) {
 		}
 	}
 }
+
+// TestHelmPasswordsStable: with existingSecret for both datastores and the voter key, two
+// `helm template` runs give the same manifests (GitOps tools then see no change), no Secret
+// of the chart carries a password, and every container reads the passwords from the named
+// Secrets. Without them, the generated credentials Secret is kept on uninstall, like the
+// voter key's, so that a reinstall over the kept volumes can log in.
+func TestHelmPasswordsStable(t *testing.T) {
+	chart := root + "/deploy/helm/voting"
+	set := map[string]any{
+		"redis":    map[string]any{"existingSecret": "my-redis", "existingSecretKey": "pw"},
+		"postgres": map[string]any{"existingSecret": "my-postgres"},
+		"voterKey": map[string]any{"existingSecret": "my-voter-key"},
+	}
+	first, err := render.RenderHelm(chart, nil, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := render.RenderHelm(chart, nil, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != string(second) {
+		t.Errorf("two renderings with existingSecret differ: a GitOps tool would roll the passwords")
+	}
+	objs, err := decodeStrict(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ofKind[*corev1.Secret](objs) {
+		for k := range s.Data {
+			if strings.HasSuffix(k, "-password") || k == "keys" {
+				t.Errorf("Secret %s carries %s although existingSecret names it", s.Name, k)
+			}
+		}
+	}
+	want := map[string]string{"REDIS_PASSWORD": "my-redis/pw", "POSTGRES_PASSWORD": "my-postgres/postgres-password"}
+	refs := 0
+	for _, p := range podTemplates(objs) {
+		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			for _, e := range c.Env {
+				w, ok := want[e.Name]
+				if !ok {
+					continue
+				}
+				refs++
+				if r := e.ValueFrom.SecretKeyRef; r == nil || r.Name+"/"+r.Key != w {
+					t.Errorf("%s/%s: %s from %v, want %s", p.Owner, c.Name, e.Name, e.ValueFrom, w)
+				}
+			}
+		}
+	}
+	if refs < 4 {
+		t.Errorf("only %d password references found", refs)
+	}
+
+	for _, s := range ofKind[*corev1.Secret](target(t, "helm-defaults").Objects) {
+		if s.Annotations["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("helm-defaults: Secret %s is not kept on uninstall (helm.sh/resource-policy: keep)", s.Name)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/cli"
 	"helm.sh/helm/v3/pkg/release"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
@@ -86,12 +88,51 @@ func (k *Checker) DeployHelm(ctx context.Context, ns, name string, valueFiles []
 		if l := strings.TrimSpace(logs.String()); l != "" {
 			saw = append(saw, "helm test log: "+lastLines(l, 3))
 		}
+		// An upgrade reads the generated passwords and voter key back: none may change under
+		// the running datastores and voters.
+		before, err := k.secretData(ctx, ns)
+		if err != nil {
+			return err
+		}
+		up := action.NewUpgrade(cfg)
+		up.Namespace, up.Wait, up.Timeout = ns, true, 6*time.Minute
+		urel, err := up.RunWithContext(ctx, name, chart, vals)
+		if err != nil {
+			return fmt.Errorf("helm upgrade: %w", err)
+		}
+		after, err := k.secretData(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(before, after) {
+			return fmt.Errorf("helm upgrade changed the Secrets' data: %d entries before, %d after", len(before), len(after))
+		}
+		saw = append(saw, fmt.Sprintf("helm upgrade: revision %d, the %d generated Secret entries (passwords, voter key) unchanged", urel.Version, len(before)))
 		return nil
 	}()
 	if err != nil {
 		k.Diagnose(ctx, ns)
 	}
-	return k.result("2. Helm install: every pod Ready, every PVC Bound, helm test passes", t, strings.Join(saw, "\n"), err)
+	return k.result("2. Helm install: every pod Ready, every PVC Bound, helm test passes, an upgrade keeps the secrets", t, strings.Join(saw, "\n"), err)
+}
+
+// secretData returns every entry of the Secrets in ns, keyed "secret/key", that Helm did not
+// write for its own bookkeeping.
+func (k *Checker) secretData(ctx context.Context, ns string) (map[string]string, error) {
+	var list corev1.SecretList
+	if err := k.getJSON(ctx, &list, "-n", ns, "get", "secrets"); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, s := range list.Items {
+		if s.Type == "helm.sh/release.v1" {
+			continue
+		}
+		for key, v := range s.Data {
+			m[s.Name+"/"+key] = string(v)
+		}
+	}
+	return m, nil
 }
 
 // UninstallHelm removes the release and its namespace.

@@ -41,6 +41,21 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "voting.fullname" . }}-credentials
 {{- end -}}
 
+{{/*
+The Secret and key of an in-cluster datastore's password: its existingSecret, or the release's
+credentials Secret. Call with (dict "root" $ "ds" "redis"|"postgres").
+*/}}
+{{- define "voting.passwordRef" -}}
+{{- $ds := index .root.Values .ds -}}
+{{- if $ds.existingSecret -}}
+name: {{ $ds.existingSecret }}
+key: {{ $ds.existingSecretKey }}
+{{- else -}}
+name: {{ include "voting.secretName" .root }}
+key: {{ .ds }}-password
+{{- end -}}
+{{- end -}}
+
 {{/* Host name of Redis as the app reaches it. */}}
 {{- define "voting.redisHost" -}}
 {{- if .Values.redis.enabled -}}{{ include "voting.fullname" . }}-redis{{- else -}}{{ .Values.redis.external.host }}{{- end -}}
@@ -100,8 +115,7 @@ host and a password Secret (Kubernetes expands $(REDIS_PASSWORD) in the value).
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "voting.secretName" . }}
-      key: redis-password
+      {{- include "voting.passwordRef" (dict "root" . "ds" "redis") | nindent 6 }}
 - name: VOTING_REDIS_URL
   value: "redis://:$(REDIS_PASSWORD)@{{ include "voting.redisHost" . }}:6379/0"
 {{- else if $ext.passwordSecret.name }}
@@ -137,8 +151,7 @@ host and a password Secret (Kubernetes expands $(REDIS_PASSWORD) in the value).
 - name: POSTGRES_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "voting.secretName" . }}
-      key: postgres-password
+      {{- include "voting.passwordRef" (dict "root" . "ds" "postgres") | nindent 6 }}
 - name: VOTING_POSTGRES_URL
   value: "postgres://{{ .Values.postgres.username }}:$(POSTGRES_PASSWORD)@{{ include "voting.postgresHost" . }}:5432/{{ .Values.postgres.database }}?sslmode=disable"
 {{- else if $ext.passwordSecret.name }}
