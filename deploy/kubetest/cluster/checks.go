@@ -354,6 +354,54 @@ func (k *Checker) routesServe(ctx context.Context, ns string) (string, error) {
 	return saw, err
 }
 
+// memorySettings is part of check 2: each app container keeps its heap under 80% of its
+// memory limit (the binary reads the limit from its cgroup and logs GOMEMLIMIT), and Redis
+// refuses votes at its maxmemory rather than drop any.
+func (k *Checker) memorySettings(ctx context.Context, ns string) (string, error) {
+	a, err := k.discover(ctx, ns)
+	if err != nil {
+		return "", err
+	}
+	var saw []string
+	for _, role := range []string{"vote", "worker", "result"} {
+		p := a.pods[role][0]
+		c := p.Spec.Containers[0]
+		limit := c.Resources.Limits.Memory().Value()
+		logs, err := k.Kubectl(ctx, "-n", ns, "logs", p.Name, "-c", c.Name)
+		if err != nil {
+			return "", err
+		}
+		var got int64
+		for line := range strings.Lines(logs) {
+			var l struct {
+				Msg        string `json:"msg"`
+				GOMEMLIMIT int64
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "memory limit from the container's" {
+				got = l.GOMEMLIMIT
+			}
+		}
+		if want := int64(float64(limit) * 0.8); got != want {
+			return "", fmt.Errorf("%s: GOMEMLIMIT %d in its log, want 80%% of the %d-byte limit (%d)", p.Name, got, limit, want)
+		}
+		saw = append(saw, fmt.Sprintf("%s %d MiB", role, got>>20))
+	}
+	out, err := k.Kubectl(ctx, "-n", ns, "exec", a.pods["redis"][0].Name, "--", "redis-cli", "config", "get", "maxmemory*")
+	if err != nil {
+		return "", err
+	}
+	f := strings.Fields(out)
+	conf := map[string]string{}
+	for i := 0; i+1 < len(f); i += 2 {
+		conf[f[i]] = f[i+1]
+	}
+	if conf["maxmemory-policy"] != "noeviction" || conf["maxmemory"] == "0" || conf["maxmemory"] == "" {
+		return "", fmt.Errorf("redis: %v, want a maxmemory with policy noeviction", conf)
+	}
+	return fmt.Sprintf("GOMEMLIMIT 80%% of each limit: %s; Redis maxmemory %s, %s",
+		strings.Join(saw, ", "), conf["maxmemory"], conf["maxmemory-policy"]), nil
+}
+
 // CheckReady is check 2's wait: every pod of ns Ready (helper pods that ran to completion
 // aside), every PVC Bound.
 func (k *Checker) waitReady(ctx context.Context, ns string) (string, error) {

@@ -193,6 +193,10 @@ func (k *Checker) servesApp(ctx context.Context, ns string, saw *[]string) error
 	if err != nil {
 		return err
 	}
+	if s, err = k.memorySettings(ctx, ns); err != nil {
+		return err
+	}
+	*saw = append(*saw, s)
 	s, err = k.routesServe(ctx, ns)
 	*saw = append(*saw, s)
 	return err
