@@ -26,9 +26,9 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/voting ./cmd/voting
 
 ## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
-## headless Chromium, the deployment files, a real kube-apiserver and the compose deployment
-## on a real Docker engine (e2e-cluster joins it once its checks pass: docs/kubernetes-e2e.md)
-test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose
+## headless Chromium, the deployment files, a real kube-apiserver, the compose deployment on a
+## real Docker engine, and the Helm and kustomize deployments on a real Kubernetes node
+test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose e2e-cluster
 
 ## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
