@@ -185,3 +185,25 @@ func TestExternalDatastores(t *testing.T) {
 		}
 	}
 }
+
+// TestProdShipsNoCredentials: the prod overlay and Helm's prod values carry no password or
+// voter key (the development ones are in git for everyone to read); the dev overlay does,
+// and says so.
+func TestProdShipsNoCredentials(t *testing.T) {
+	for _, name := range []string{"kustomize-overlays-prod", "helm-prod"} {
+		for _, s := range ofKind[*corev1.Secret](target(t, name).Objects) {
+			for k, v := range s.Data {
+				if strings.Contains(string(v), "dev-") {
+					t.Errorf("%s: Secret %s key %s holds a development value", name, s.Name, k)
+				}
+			}
+		}
+	}
+	var dev bool
+	for _, s := range ofKind[*corev1.Secret](target(t, "kustomize-overlays-dev").Objects) {
+		dev = dev || strings.HasPrefix(s.Name, "voting-credentials-") && strings.Contains(string(s.Data["redis-password"]), "dev-")
+	}
+	if !dev {
+		t.Errorf("kustomize-overlays-dev: no development voting-credentials Secret")
+	}
+}
