@@ -1,8 +1,10 @@
 package kubetest
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -67,7 +69,7 @@ func bystanders() []endpoint {
 			Ports: []corev1.ContainerPort{tcp(8080, "http")}},
 		{Name: "outsider", Namespace: "default", Labels: map[string]string{"app": "other"},
 			Ports: []corev1.ContainerPort{tcp(8080, "http")}},
-		{Name: "external-redis", IP: netip.MustParseAddr("10.20.1.5"), Ports: []corev1.ContainerPort{tcp(6379, "")}},
+		{Name: "external-redis", IP: netip.MustParseAddr("10.20.1.5"), Ports: []corev1.ContainerPort{tcp(6379, ""), tcp(6380, "")}},
 		{Name: "external-postgres", IP: netip.MustParseAddr("10.20.1.6"), Ports: []corev1.ContainerPort{tcp(5432, "")}},
 		{Name: "internet", IP: netip.MustParseAddr("93.184.215.14"), Ports: []corev1.ContainerPort{tcp(443, "https"), tcp(6379, ""), tcp(5432, "")}},
 	}
@@ -265,7 +267,7 @@ func portsMatch(ports []networkingv1.NetworkPolicyPort, port corev1.ContainerPor
 // (the Gateway's and the Ingress controller's pods, see edgeProxies) → vote, result; vote → Redis; worker → Redis and PostgreSQL; result → PostgreSQL (migrate runs
 // in the worker and result pods); everyone → DNS; Prometheus → admin ports; the helm test pod →
 // vote, result; and, where the target configures them, the app → the external datastores.
-func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres bool) map[flow]bool {
+func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres int32) map[flow]bool {
 	has := map[string]bool{}
 	for _, e := range eps {
 		has[e.Name] = true
@@ -278,11 +280,13 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 	}
 	redises := []string{"redis", "bitnami-redis"}
 	postgreses := []string{"postgres", "bitnami-postgresql"}
-	if externalRedis {
-		redises = append(redises, "external-redis")
+	if externalRedis != 0 {
+		add("vote", "external-redis", externalRedis, corev1.ProtocolTCP)
+		add("worker", "external-redis", externalRedis, corev1.ProtocolTCP)
 	}
-	if externalPostgres {
-		postgreses = append(postgreses, "external-postgres")
+	if externalPostgres != 0 {
+		add("worker", "external-postgres", externalPostgres, corev1.ProtocolTCP)
+		add("result", "external-postgres", externalPostgres, corev1.ProtocolTCP)
 	}
 	for _, edge := range edges {
 		add(edge, "vote", 8080, corev1.ProtocolTCP)
@@ -358,8 +362,16 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 			continue
 		}
 		withPolicies[r.Name] = true
-		extRedis := strings.Contains(r.Name, "external-redis") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external")
-		extPostgres := strings.Contains(r.Name, "external-postgres") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external")
+		var extRedis, extPostgres int32 // the external datastores' ports; 0: none
+		if strings.Contains(r.Name, "external-redis") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external") {
+			extRedis = 6379
+			if r.Name == "kustomize-tests-external-redis" {
+				extRedis = 6380 // its URL names another port
+			}
+		}
+		if strings.Contains(r.Name, "external-postgres") || strings.Contains(r.Name, "external-both") || strings.HasPrefix(r.Name, "helm-external") {
+			extPostgres = 5432
+		}
 		got := matrix(t, r)
 		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres)
 		for f := range want {
@@ -435,4 +447,81 @@ func sortedFlows(m map[flow]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestExternalDatastorePortsFromURL: the NetworkPolicies open the port the app connects to:
+// the one in external.url (rediss://...:6380 opens 6380, not 6379), the scheme's default when
+// the URL names none, and external.port with existingSecret.
+func TestExternalDatastorePortsFromURL(t *testing.T) {
+	cases := []struct {
+		redis, postgres map[string]any
+		want            []int32
+	}{
+		{map[string]any{"url": "rediss://:pw@redis.example.com:6380/0"}, map[string]any{"url": "postgres://u:pw@db.example.com:6543/voting"}, []int32{6380, 6543}},
+		{map[string]any{"url": "redis://redis.example.com"}, map[string]any{"url": "postgres://u:pw@[2001:db8::5]/voting"}, []int32{6379, 5432}},
+		{map[string]any{"existingSecret": "r", "port": 7000}, map[string]any{"existingSecret": "p", "port": 7001}, []int32{7000, 7001}},
+	}
+	for _, c := range cases {
+		y, err := render.RenderHelm(root+"/deploy/helm/voting", nil, map[string]any{
+			"redis":    map[string]any{"enabled": false, "external": c.redis},
+			"postgres": map[string]any{"enabled": false, "external": c.postgres},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := decodeStrict(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports := map[string][]int32{} // policy -> TCP ports of its egress rules
+		for _, np := range ofKind[*networkingv1.NetworkPolicy](objs) {
+			for _, e := range np.Spec.Egress {
+				for _, p := range e.Ports {
+					if p.Port != nil && p.Port.IntVal != 53 {
+						ports[np.Name] = append(ports[np.Name], p.Port.IntVal)
+					}
+				}
+			}
+		}
+		for name, want := range map[string][]int32{
+			"voting-vote": {c.want[0]}, "voting-result": {c.want[1]}, "voting-worker": {c.want[0], c.want[1]},
+		} {
+			if fmt.Sprint(ports[name]) != fmt.Sprint(want) {
+				t.Errorf("redis %v, postgres %v: %s egress ports %v, want %v", c.redis, c.postgres, name, ports[name], want)
+			}
+		}
+	}
+}
+
+// TestKustomizeExternalPortsMatchURLs: where a kustomization gives an external datastore's URL
+// (the test overlays do), its allow-external policy opens that URL's port.
+func TestKustomizeExternalPortsMatchURLs(t *testing.T) {
+	checked := 0
+	for _, r := range renderAll(t) {
+		for _, s := range ofKind[*corev1.Secret](r.Objects) {
+			for prefix, def := range map[string]string{"voting-external-redis": "6379", "voting-external-postgres": "5432"} {
+				if !strings.HasPrefix(s.Name, prefix+"-") {
+					continue
+				}
+				u, err := url.Parse(string(s.Data["url"]))
+				if err != nil {
+					t.Fatalf("%s: %s: %v", r.Name, s.Name, err)
+				}
+				want := cmp.Or(u.Port(), def)
+				policy := "allow-" + strings.TrimPrefix(prefix, "voting-")
+				for _, np := range ofKind[*networkingv1.NetworkPolicy](r.Objects) {
+					if np.Name != policy {
+						continue
+					}
+					checked++
+					if got := np.Spec.Egress[0].Ports[0].Port.String(); got != want {
+						t.Errorf("%s: %s opens port %s, the URL in %s names %s", r.Name, policy, got, s.Name, want)
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no kustomization with an external datastore's URL and its policy")
+	}
 }

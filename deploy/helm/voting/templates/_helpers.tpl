@@ -56,6 +56,22 @@ key: {{ .ds }}-password
 {{- end -}}
 {{- end -}}
 
+{{/*
+The port the app reaches a datastore on, for the NetworkPolicies: the in-cluster one's, the
+port in external.url (its default when the URL names none), or external.port (with host, and
+with existingSecret, whose URL the chart cannot read: set external.port to its port). Call
+with (dict "ds" .Values.redis "default" 6379).
+*/}}
+{{- define "voting.datastorePort" -}}
+{{- if .ds.enabled -}}
+{{ .default }}
+{{- else if .ds.external.url -}}
+{{ (regexFind ":[0-9]+$" (urlParse .ds.external.url).host | trimPrefix ":") | default .default }}
+{{- else -}}
+{{ .ds.external.port }}
+{{- end -}}
+{{- end -}}
+
 {{/* Host name of Redis as the app reaches it. */}}
 {{- define "voting.redisHost" -}}
 {{- if .Values.redis.enabled -}}{{ include "voting.fullname" . }}-redis{{- else -}}{{ .Values.redis.external.host }}{{- end -}}
