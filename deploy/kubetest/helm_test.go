@@ -1,6 +1,9 @@
 package kubetest
 
 import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,6 +140,89 @@ func TestHelmPasswordsStable(t *testing.T) {
 	for _, s := range ofKind[*corev1.Secret](target(t, "helm-defaults").Objects) {
 		if s.Annotations["helm.sh/resource-policy"] != "keep" {
 			t.Errorf("helm-defaults: Secret %s is not kept on uninstall (helm.sh/resource-policy: keep)", s.Name)
+		}
+	}
+}
+
+// TestHelmReachesEveryFlag walks the flags of `voting vote|worker|result|migrate -h` (the
+// binary built from this repository) and finds each one reachable from the chart's values:
+// set through values, it must reach the settings ConfigMap as its VOTING_* variable; or it is
+// one the chart sets itself, from other values, and each container must carry it.
+func TestHelmReachesEveryFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the app")
+	}
+	bin := filepath.Join(t.TempDir(), "voting")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/voting")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/voting: %v\n%s", err, out)
+	}
+	// The chart's own: the ports its containers and probes name (the binary's defaults), and
+	// what comes from the datastore and voter key values (as env of the containers).
+	byChart := map[string]string{
+		"admin-addr": "", "vote-addr": "", "result-addr": "",
+		"redis-url": "VOTING_REDIS_URL", "postgres-url": "VOTING_POSTGRES_URL", "voter-key-file": "VOTING_VOTER_KEY_FILE",
+	}
+	// Each other flag: the values that set it, and what its variable must then read.
+	set := map[string]any{
+		"options": "x=X,y=Y", "log": map[string]any{"level": "debug", "format": "text"},
+		"drainDelay": "7s", "shutdownTimeout": "11s", "stream": "ballots", "pprof": true,
+		"trustedProxies": "10.0.0.0/8",
+		"vote":           map[string]any{"rateLimit": 2.5, "rateBurst": 30},
+		"worker":         map[string]any{"batchSize": 250, "claimTimeout": "45s", "maxDeliveries": 7},
+		"result":         map[string]any{"maxWebsockets": 2000000, "maxWebsocketsPerClient": 50, "pollInterval": "2s"},
+	}
+	want := map[string]string{
+		"options": "x=X,y=Y", "log-level": "debug", "log-format": "text", "drain-delay": "7s",
+		"shutdown-timeout": "11s", "stream": "ballots", "pprof": "true", "trusted-proxies": "10.0.0.0/8",
+		"rate-limit": "2.5", "rate-burst": "30", "batch-size": "250", "claim-timeout": "45s",
+		"max-deliveries": "7", "max-websockets": "2000000", "max-websockets-per-client": "50", "poll-interval": "2s",
+	}
+	y, err := render.RenderHelm(root+"/deploy/helm/voting", nil, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeStrict(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var config map[string]string
+	for _, cm := range ofKind[*corev1.ConfigMap](objs) {
+		if strings.HasSuffix(cm.Name, "-config") {
+			config = cm.Data
+		}
+	}
+	containers := map[string]corev1.Container{}
+	for _, p := range podTemplates(objs) {
+		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			containers[c.Name] = c
+		}
+	}
+	flagLine := regexp.MustCompile(`(?m)^  --([a-z0-9-]+)`)
+	for _, cmd := range []string{"vote", "worker", "result", "migrate"} {
+		out, _ := exec.Command(bin, cmd, "-h").CombinedOutput() // -h exits 2 after the usage
+		flags := flagLine.FindAllStringSubmatch(string(out), -1)
+		if len(flags) == 0 {
+			t.Fatalf("voting %s -h lists no flags:\n%s", cmd, out)
+		}
+		for _, f := range flags {
+			name, variable := f[1], "VOTING_"+strings.ToUpper(strings.ReplaceAll(f[1], "-", "_"))
+			if env, ok := byChart[name]; ok {
+				if c, isService := containers[cmd]; ok && isService && env != "" && !hasEnv(c, env) &&
+					!(cmd != "vote" && name == "voter-key-file") && !(cmd == "result" && name == "redis-url") {
+					t.Errorf("voting %s --%s: the chart does not set %s", cmd, name, env)
+				}
+				continue
+			}
+			w, ok := want[name]
+			if !ok {
+				t.Errorf("voting %s --%s: no Helm value sets it (add one to values.yaml, its schema and this test)", cmd, name)
+				continue
+			}
+			if config[variable] != w {
+				t.Errorf("voting %s --%s: ConfigMap %s = %q, want %q", cmd, name, variable, config[variable], w)
+			}
 		}
 	}
 }
