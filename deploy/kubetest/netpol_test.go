@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -107,19 +108,33 @@ func endpoints(t *testing.T, r renderedTarget) []endpoint {
 // matrix computes every allowed flow between the endpoints under the target's NetworkPolicies,
 // with the NetworkPolicy semantics: a pod selected by no policy of a direction is open in that
 // direction; a selected one accepts only what some rule of a selecting policy allows; a flow
-// needs both the source's egress and the destination's ingress. Only flows that start or end
-// in the app's namespace are reported (other namespaces have no policies of ours).
+// needs both the source's egress and the destination's ingress. Only the flows that concern
+// the deployment are reported: from or to one of its own pods, or into a pod its policies
+// guard (a Bitnami datastore it uses). Other pods, in its namespace or not, are not its to
+// police: the policies select the deployment's pods only.
 func matrix(t *testing.T, r renderedTarget) map[flow]bool {
 	t.Helper()
 	policies := ofKind[*networkingv1.NetworkPolicy](r.Objects)
 	eps := endpoints(t, r)
+	own := map[string]bool{}
+	for _, p := range podTemplates(r.Objects) {
+		own[podName[p.Meta.Labels["app.kubernetes.io/component"]]] = true
+	}
+	guarded := func(e endpoint) bool {
+		for _, np := range policies {
+			if e.Namespace == render.Namespace && hasType(np, networkingv1.PolicyTypeIngress) && selects(t, &np.Spec.PodSelector, e.Labels) {
+				return true
+			}
+		}
+		return false
+	}
 	allowed := map[flow]bool{}
 	for _, src := range eps {
 		if src.Namespace == "" {
 			continue // outside addresses only receive in this model
 		}
 		for _, dst := range eps {
-			if src.Name == dst.Name || (src.Namespace != render.Namespace && dst.Namespace != render.Namespace) {
+			if src.Name == dst.Name || !(own[src.Name] || own[dst.Name] || guarded(dst)) {
 				continue
 			}
 			for _, port := range dst.Ports {
@@ -267,7 +282,7 @@ func portsMatch(ports []networkingv1.NetworkPolicyPort, port corev1.ContainerPor
 // (the Gateway's and the Ingress controller's pods, see edgeProxies) → vote, result; vote → Redis; worker → Redis and PostgreSQL; result → PostgreSQL (migrate runs
 // in the worker and result pods); everyone → DNS; Prometheus → admin ports; the helm test pod →
 // vote, result; and, where the target configures them, the app → the external datastores.
-func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres int32) map[flow]bool {
+func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres int32, bitnami bool) map[flow]bool {
 	has := map[string]bool{}
 	for _, e := range eps {
 		has[e.Name] = true
@@ -278,8 +293,11 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 			want[flow{From: from, To: to, Port: port, Protocol: proto}] = true
 		}
 	}
-	redises := []string{"redis", "bitnami-redis"}
-	postgreses := []string{"postgres", "bitnami-postgresql"}
+	redises := []string{"redis"}
+	postgreses := []string{"postgres"}
+	if bitnami { // datastores of another chart in the namespace that the policies guard
+		redises, postgreses = append(redises, "bitnami-redis"), append(postgreses, "bitnami-postgresql")
+	}
 	if externalRedis != 0 {
 		add("vote", "external-redis", externalRedis, corev1.ProtocolTCP)
 		add("worker", "external-redis", externalRedis, corev1.ProtocolTCP)
@@ -305,8 +323,8 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 	}
 	add("helm-test", "vote", 8080, corev1.ProtocolTCP)
 	add("helm-test", "result", 8081, corev1.ProtocolTCP)
-	for _, e := range eps {
-		if e.Namespace == render.Namespace {
+	for _, name := range podName { // the deployment's own pods
+		if e := (endpoint{Name: name}); has[e.Name] {
 			add(e.Name, "kube-dns", 53, corev1.ProtocolUDP)
 			add(e.Name, "kube-dns", 53, corev1.ProtocolTCP)
 		}
@@ -350,7 +368,6 @@ var deniedFlows = []flow{
 	{"vote", "internet", 443, corev1.ProtocolTCP},
 	{"worker", "internet", 443, corev1.ProtocolTCP},
 	{"redis", "internet", 443, corev1.ProtocolTCP},
-	{"bitnami-redis", "internet", 443, corev1.ProtocolTCP},
 }
 
 // TestNetworkPolicyMatrix computes the allow matrix of every target that has NetworkPolicies
@@ -373,7 +390,11 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 			extPostgres = 5432
 		}
 		got := matrix(t, r)
-		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres)
+		// kustomize (one deployment per namespace) takes every redis and postgresql pod of the
+		// namespace for its own, so that a Bitnami chart's serve it; Helm takes only its
+		// release's when it runs its own, and any by name when its datastores are elsewhere.
+		bitnami := strings.HasPrefix(r.Name, "kustomize-") || r.Name == "helm-bitnami" || strings.HasPrefix(r.Name, "helm-external")
+		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres, bitnami)
 		for f := range want {
 			if !got[f] {
 				t.Errorf("%s: needed flow denied: %s", r.Name, f)
@@ -408,18 +429,18 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 
 // TestNetworkPolicyMatrixCatchesMistakes proves the matrix reacts: dropping the worker's
 // egress policy (the seed's mistake) must deny worker → Redis and PostgreSQL, and dropping
-// default-deny must let the stranger in.
+// default-deny and allow-dns must let Redis out.
 func TestNetworkPolicyMatrixCatchesMistakes(t *testing.T) {
 	r := target(t, "kustomize-overlays-prod")
-	without := func(name string) renderedTarget {
+	without := func(names ...string) renderedTarget {
 		out := renderedTarget{Target: r.Target}
 		for _, o := range r.Objects {
-			if !(o.Kind == "NetworkPolicy" && o.Name == name) {
+			if !(o.Kind == "NetworkPolicy" && slices.Contains(names, o.Name)) {
 				out.Objects = append(out.Objects, o)
 			}
 		}
-		if len(out.Objects) == len(r.Objects) {
-			t.Fatalf("no NetworkPolicy %s", name)
+		if len(out.Objects) != len(r.Objects)-len(names) {
+			t.Fatalf("not every NetworkPolicy of %v", names)
 		}
 		return out
 	}
@@ -429,14 +450,14 @@ func TestNetworkPolicyMatrixCatchesMistakes(t *testing.T) {
 			t.Errorf("%s still allowed without the worker policy", f)
 		}
 	}
-	// The only pod no other policy selects for ingress is the stranger: default-deny is what
-	// closes it to other namespaces.
-	probe := flow{"outsider", "stranger", 8080, corev1.ProtocolTCP}
+	// The datastores' policies only guard what comes in: default-deny and allow-dns (which
+	// allows DNS alone) are what stop them from reaching out.
+	probe := flow{"redis", "internet", 443, corev1.ProtocolTCP}
 	if matrix(t, r)[probe] {
 		t.Errorf("%s allowed with default-deny", probe)
 	}
-	if !matrix(t, without("default-deny"))[probe] {
-		t.Errorf("%s denied even without default-deny", probe)
+	if !matrix(t, without("default-deny", "allow-dns"))[probe] {
+		t.Errorf("%s denied even without default-deny and allow-dns", probe)
 	}
 }
 
@@ -523,5 +544,65 @@ func TestKustomizeExternalPortsMatchURLs(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Errorf("no kustomization with an external datastore's URL and its policy")
+	}
+}
+
+// TestTwoReleasesInOneNamespace renders the chart as two releases, "one" and "two", into one
+// namespace beside a pod of another app: each release's policies select only its own pods
+// (the other app's traffic is not theirs to deny), and no pod of one release reaches the
+// other's datastores or app ports.
+func TestTwoReleasesInOneNamespace(t *testing.T) {
+	var objs []object
+	var eps []endpoint
+	for _, rel := range []string{"one", "two"} {
+		y, err := render.RenderHelmRelease(root+"/deploy/helm/voting", rel, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := decodeStrict(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o...)
+		for _, p := range podTemplates(o) {
+			var ports []corev1.ContainerPort
+			for _, c := range p.Spec.Containers {
+				ports = append(ports, c.Ports...)
+			}
+			eps = append(eps, endpoint{Name: rel + "/" + podName[p.Meta.Labels["app.kubernetes.io/component"]],
+				Namespace: render.Namespace, Labels: p.Meta.Labels, Ports: ports})
+		}
+	}
+	other := endpoint{Name: "other-app", Namespace: render.Namespace, Labels: map[string]string{"app": "other"},
+		Ports: []corev1.ContainerPort{tcp(8080, "http")}}
+	internet := endpoint{Name: "internet", IP: netip.MustParseAddr("93.184.215.14"), Ports: []corev1.ContainerPort{tcp(443, "https")}}
+	policies := ofKind[*networkingv1.NetworkPolicy](objs)
+	for _, np := range policies {
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.Matches(labels.Set(other.Labels)) {
+			t.Errorf("NetworkPolicy %s selects a pod of another app in the namespace (%v)", np.Name, sel)
+		}
+	}
+	if !allows(t, policies, networkingv1.PolicyTypeEgress, other, internet, internet.Ports[0]) {
+		t.Errorf("the other app's pod may not reach the internet: a release's policies took it over")
+	}
+	for _, src := range append(eps, other) {
+		for _, dst := range eps {
+			if strings.Split(src.Name, "/")[0] == strings.Split(dst.Name, "/")[0] {
+				continue
+			}
+			for _, port := range dst.Ports {
+				if port.Protocol == "" {
+					port.Protocol = corev1.ProtocolTCP
+				}
+				if allows(t, policies, networkingv1.PolicyTypeEgress, src, dst, port) &&
+					allows(t, policies, networkingv1.PolicyTypeIngress, dst, src, port) {
+					t.Errorf("%s reaches %s:%d across releases", src.Name, dst.Name, port.ContainerPort)
+				}
+			}
+		}
 	}
 }

@@ -142,7 +142,12 @@ func LoadValues(valueFiles []string, set map[string]any) (map[string]any, error)
 // release name and namespace above does, including schema validation. Hooks follow the
 // manifest.
 func RenderHelm(chartDir string, valueFiles []string, set map[string]any) ([]byte, error) {
-	rel, err := helmRelease(chartDir, valueFiles, set)
+	return RenderHelmRelease(chartDir, ReleaseName, valueFiles, set)
+}
+
+// RenderHelmRelease is RenderHelm with another release name.
+func RenderHelmRelease(chartDir, name string, valueFiles []string, set map[string]any) ([]byte, error) {
+	rel, err := helmRelease(chartDir, name, valueFiles, set)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +161,7 @@ func RenderHelm(chartDir string, valueFiles []string, set map[string]any) ([]byt
 
 // HelmNotes returns the chart's NOTES.txt as `helm install` would print it.
 func HelmNotes(chartDir string, valueFiles []string, set map[string]any) (string, error) {
-	rel, err := helmRelease(chartDir, valueFiles, set)
+	rel, err := helmRelease(chartDir, ReleaseName, valueFiles, set)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +169,7 @@ func HelmNotes(chartDir string, valueFiles []string, set map[string]any) (string
 }
 
 // helmRelease runs a client-only, dry-run install: what `helm template` does.
-func helmRelease(chartDir string, valueFiles []string, set map[string]any) (*release.Release, error) {
+func helmRelease(chartDir, name string, valueFiles []string, set map[string]any) (*release.Release, error) {
 	chrt, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -178,7 +183,7 @@ func helmRelease(chartDir string, valueFiles []string, set map[string]any) (*rel
 	install.ClientOnly = true
 	install.Replace = true
 	install.IncludeCRDs = true
-	install.ReleaseName = ReleaseName
+	install.ReleaseName = name
 	install.Namespace = Namespace
 	install.KubeVersion = &KubeVersion
 	rel, err := install.Run(chrt, vals)
