@@ -15,7 +15,7 @@ GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 # and Prometheus never enter the app's go.mod.
 DEPLOY_MODULES := deploy/compose deploy/kubetest deploy/monitoring
 
-.PHONY: run build test test-go test-deploy manifests e2e-apiserver e2e-compose e2e-cluster test-faults fuzz bench bench-smoke image up down seed screenshots lint vuln clean
+.PHONY: run build test prebuild test-go test-deploy manifests e2e-apiserver e2e-compose e2e-cluster test-faults fuzz bench bench-smoke image up down seed screenshots lint vuln clean
 
 ## run: the whole app in one process on the embedded default (SQLite in ./data, in-process queue)
 run:
@@ -28,7 +28,12 @@ build:
 ## test: every check and test: lint, the Go tests on throwaway Redis and PostgreSQL and in
 ## headless Chromium, the deployment files, a real kube-apiserver, the compose deployment on a
 ## real Docker engine, and the Helm and kustomize deployments on a real Kubernetes node
-test: lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose e2e-cluster
+test: prebuild lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compose e2e-cluster
+
+## prebuild: start the slow tool builds of the last parts (Kubernetes, Traefik) in the
+## background, at the lowest priority, so that they use the CPU the tests before them leave idle
+prebuild:
+	scripts/prebuild
 
 ## test-go: the app's tests (Chromium is installed when missing and running as root)
 test-go:
