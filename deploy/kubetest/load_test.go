@@ -22,18 +22,21 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	cnpgv1 "github.com/cloudnative-pg/api/pkg/api/v1"
+
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
 
 // root is the repository's top directory, seen from this package.
 var root = filepath.Join("..", "..")
 
-// decodeScheme knows the built-in Kubernetes types and the Gateway API v1 types (Gateway,
-// HTTPRoute, ...), whose CRDs are not part of Kubernetes itself.
+// decodeScheme knows the built-in Kubernetes types, the Gateway API v1 types (Gateway,
+// HTTPRoute, ...) and CloudNativePG's (Cluster), whose CRDs are not part of Kubernetes itself.
 var decodeScheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(scheme.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
+	utilruntime.Must(cnpgv1.AddToScheme(s))
 	return s
 }()
 

@@ -66,6 +66,13 @@ func bystanders() []endpoint {
 			"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "postgresql", "app.kubernetes.io/component": "primary",
 			"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": "postgresql"},
 			Ports: []corev1.ContainerPort{tcp(5432, "tcp-postgresql")}},
+		// A CloudNativePG instance (the labels the operator gives them) and the operator.
+		{Name: "cnpg-instance", Namespace: render.Namespace, Labels: map[string]string{
+			"cnpg.io/cluster": "voting-db", "cnpg.io/podRole": "instance", "app.kubernetes.io/name": "postgresql",
+			"app.kubernetes.io/managed-by": "cloudnative-pg"},
+			Ports: []corev1.ContainerPort{tcp(5432, "postgresql"), tcp(8000, "status")}},
+		{Name: "cnpg-operator", Namespace: "cnpg-system", Labels: map[string]string{"app.kubernetes.io/name": "cloudnative-pg"},
+			Ports: []corev1.ContainerPort{tcp(9443, "webhook-server")}},
 		{Name: "stranger", Namespace: render.Namespace, Labels: map[string]string{},
 			Ports: []corev1.ContainerPort{tcp(8080, "http")}},
 		{Name: "outsider", Namespace: "default", Labels: map[string]string{"app": "other"},
@@ -282,7 +289,7 @@ func portsMatch(ports []networkingv1.NetworkPolicyPort, port corev1.ContainerPor
 // (the Gateway's and the Ingress controller's pods, see edgeProxies) → vote, result; vote → Redis; worker → Redis and PostgreSQL; result → PostgreSQL (migrate runs
 // in the worker and result pods); everyone → DNS; Prometheus → admin ports; the helm test pod →
 // vote, result; and, where the target configures them, the app → the external datastores.
-func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres int32, bitnami bool) map[flow]bool {
+func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgres int32, bitnami, cnpg bool) map[flow]bool {
 	has := map[string]bool{}
 	for _, e := range eps {
 		has[e.Name] = true
@@ -295,8 +302,12 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 	}
 	redises := []string{"redis"}
 	postgreses := []string{"postgres"}
-	if bitnami { // datastores of another chart in the namespace that the policies guard
-		redises, postgreses = append(redises, "bitnami-redis"), append(postgreses, "bitnami-postgresql")
+	if bitnami { // datastores of another chart or operator in the namespace that the policies guard
+		redises, postgreses = append(redises, "bitnami-redis"), append(postgreses, "bitnami-postgresql", "cnpg-instance")
+	}
+	if cnpg { // the operator reaches its instances
+		add("cnpg-operator", "cnpg-instance", 8000, corev1.ProtocolTCP)
+		add("cnpg-operator", "cnpg-instance", 5432, corev1.ProtocolTCP)
 	}
 	if externalRedis != 0 {
 		add("vote", "external-redis", externalRedis, corev1.ProtocolTCP)
@@ -394,7 +405,7 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 		// namespace for its own, so that a Bitnami chart's serve it; Helm takes only its
 		// release's when it runs its own, and any by name when its datastores are elsewhere.
 		bitnami := strings.HasPrefix(r.Name, "kustomize-") || r.Name == "helm-bitnami" || strings.HasPrefix(r.Name, "helm-external")
-		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres, bitnami)
+		want := expectedFlows(endpoints(t, r), edgeProxies(r.Name), extRedis, extPostgres, bitnami, strings.Contains(r.Name, "cloudnative-pg"))
 		for f := range want {
 			if !got[f] {
 				t.Errorf("%s: needed flow denied: %s", r.Name, f)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	cnpgv1 "github.com/cloudnative-pg/api/pkg/api/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
@@ -205,5 +206,43 @@ func TestProdShipsNoCredentials(t *testing.T) {
 	}
 	if !dev {
 		t.Errorf("kustomize-overlays-dev: no development voting-credentials Secret")
+	}
+}
+
+// TestCloudNativePG: components/cloudnative-pg replaces the PostgreSQL StatefulSet with a
+// CloudNativePG Cluster, decoded strictly with the operator's own API types, and every
+// container that talks to PostgreSQL reads the URL the operator puts in <cluster>-app.
+func TestCloudNativePG(t *testing.T) {
+	r := target(t, "kustomize-tests-cloudnative-pg")
+	clusters := ofKind[*cnpgv1.Cluster](r.Objects)
+	if len(clusters) != 1 {
+		t.Fatalf("%d CloudNativePG Clusters, want 1", len(clusters))
+	}
+	c := clusters[0]
+	if c.Namespace != render.Namespace || c.Spec.Instances < 2 || c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil ||
+		c.Spec.Bootstrap.InitDB.Database != "voting" || c.Spec.Bootstrap.InitDB.Owner != "voting" || c.Spec.StorageConfiguration.Size == "" {
+		t.Errorf("Cluster %s/%s: want in %s, 2 or more instances, database and owner voting, storage: %+v", c.Namespace, c.Name, render.Namespace, c.Spec)
+	}
+	for _, o := range r.Objects {
+		if o.Kind == "StatefulSet" && o.Name == "postgres" {
+			t.Errorf("the in-cluster PostgreSQL StatefulSet is still there")
+		}
+	}
+	n := 0
+	for _, p := range podTemplates(r.Objects) {
+		for _, ct := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			for _, e := range ct.Env {
+				if e.Name != "VOTING_POSTGRES_URL" {
+					continue
+				}
+				n++
+				if ref := e.ValueFrom.SecretKeyRef; ref == nil || ref.Name != c.Name+"-app" || ref.Key != "uri" {
+					t.Errorf("%s/%s reads VOTING_POSTGRES_URL from %+v, want %s-app key uri", p.Owner, ct.Name, e.ValueFrom, c.Name)
+				}
+			}
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d containers read VOTING_POSTGRES_URL, want worker, result and both migrate initContainers", n)
 	}
 }
