@@ -335,9 +335,9 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 	add("helm-test", "vote", 8080, corev1.ProtocolTCP)
 	add("helm-test", "result", 8081, corev1.ProtocolTCP)
 	for _, name := range podName { // the deployment's own pods
-		if e := (endpoint{Name: name}); has[e.Name] {
-			add(e.Name, "kube-dns", 53, corev1.ProtocolUDP)
-			add(e.Name, "kube-dns", 53, corev1.ProtocolTCP)
+		if has[name] {
+			add(name, "kube-dns", 53, corev1.ProtocolUDP)
+			add(name, "kube-dns", 53, corev1.ProtocolTCP)
 		}
 	}
 	return want

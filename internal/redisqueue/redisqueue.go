@@ -290,21 +290,11 @@ func (q *Queue) Stats(ctx context.Context) (voting.QueueStats, error) {
 		}
 	}
 	// Apart, so that a Redis whose ACL forbids INFO still reports the backlog.
-	if info, err := q.client.Info(ctx, "memory").Result(); err == nil {
-		s.MemoryUsed, s.MemoryLimit = infoInt(info, "used_memory"), infoInt(info, "maxmemory")
+	if info := q.client.InfoMap(ctx, "memory"); info.Err() == nil {
+		s.MemoryUsed, _ = strconv.ParseInt(info.Item("Memory", "used_memory"), 10, 64)
+		s.MemoryLimit, _ = strconv.ParseInt(info.Item("Memory", "maxmemory"), 10, 64)
 	}
 	return s, nil
-}
-
-// infoInt returns the integer field name of an INFO answer ("name:value" lines), or 0.
-func infoInt(info, name string) int64 {
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 // idTime returns the millisecond timestamp part of a stream entry id.
