@@ -381,7 +381,7 @@ func (k *Checker) memorySettings(ctx context.Context, ns string) (string, error)
 				got = l.GOMEMLIMIT
 			}
 		}
-		if want := int64(float64(limit) * 0.8); got != want {
+		if want := int64(float64(limit) * 0.8); got != want { // cmd/voting/memlimit.go: memoryShare
 			return "", fmt.Errorf("%s: GOMEMLIMIT %d in its log, want 80%% of the %d-byte limit (%d)", p.Name, got, limit, want)
 		}
 		saw = append(saw, fmt.Sprintf("%s %d MiB", role, got>>20))
