@@ -305,7 +305,10 @@ func expectedFlows(eps []endpoint, edges []string, externalRedis, externalPostgr
 	if bitnami { // datastores of another chart or operator in the namespace that the policies guard
 		redises, postgreses = append(redises, "bitnami-redis"), append(postgreses, "bitnami-postgresql", "cnpg-instance")
 	}
-	if cnpg { // the operator reaches its instances
+	if cnpg { // the app and the operator reach the instances
+		if !bitnami {
+			postgreses = append(postgreses, "cnpg-instance")
+		}
 		add("cnpg-operator", "cnpg-instance", 8000, corev1.ProtocolTCP)
 		add("cnpg-operator", "cnpg-instance", 5432, corev1.ProtocolTCP)
 	}
@@ -430,7 +433,7 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
 		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
-		"helm-shared-gateway", "helm-ingress-nginx",
+		"helm-shared-gateway", "helm-ingress-nginx", "helm-cloudnative-pg",
 	} {
 		if !withPolicies[name] {
 			t.Errorf("%s has no NetworkPolicies", name)

@@ -209,40 +209,55 @@ func TestProdShipsNoCredentials(t *testing.T) {
 	}
 }
 
-// TestCloudNativePG: components/cloudnative-pg replaces the PostgreSQL StatefulSet with a
-// CloudNativePG Cluster, decoded strictly with the operator's own API types, and every
-// container that talks to PostgreSQL reads the URL the operator puts in <cluster>-app.
+// TestCloudNativePG: kustomize's components/cloudnative-pg and the chart's
+// postgres.cloudnativepg replace the PostgreSQL StatefulSet with a CloudNativePG Cluster, decoded
+// strictly with the operator's own API types, and every container that talks to PostgreSQL
+// reads the URL the operator puts in <cluster>-app.
 func TestCloudNativePG(t *testing.T) {
-	r := target(t, "kustomize-tests-cloudnative-pg")
-	clusters := ofKind[*cnpgv1.Cluster](r.Objects)
-	if len(clusters) != 1 {
-		t.Fatalf("%d CloudNativePG Clusters, want 1", len(clusters))
-	}
-	c := clusters[0]
-	if c.Namespace != render.Namespace || c.Spec.Instances < 2 || c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil ||
-		c.Spec.Bootstrap.InitDB.Database != "voting" || c.Spec.Bootstrap.InitDB.Owner != "voting" || c.Spec.StorageConfiguration.Size == "" {
-		t.Errorf("Cluster %s/%s: want in %s, 2 or more instances, database and owner voting, storage: %+v", c.Namespace, c.Name, render.Namespace, c.Spec)
-	}
-	for _, o := range r.Objects {
-		if o.Kind == "StatefulSet" && o.Name == "postgres" {
-			t.Errorf("the in-cluster PostgreSQL StatefulSet is still there")
+	for _, name := range []string{"kustomize-tests-cloudnative-pg", "helm-cloudnative-pg"} {
+		r := target(t, name)
+		clusters := ofKind[*cnpgv1.Cluster](r.Objects)
+		if len(clusters) != 1 {
+			t.Fatalf("%s: %d CloudNativePG Clusters, want 1", name, len(clusters))
 		}
-	}
-	n := 0
-	for _, p := range podTemplates(r.Objects) {
-		for _, ct := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
-			for _, e := range ct.Env {
-				if e.Name != "VOTING_POSTGRES_URL" {
-					continue
-				}
-				n++
-				if ref := e.ValueFrom.SecretKeyRef; ref == nil || ref.Name != c.Name+"-app" || ref.Key != "uri" {
-					t.Errorf("%s/%s reads VOTING_POSTGRES_URL from %+v, want %s-app key uri", p.Owner, ct.Name, e.ValueFrom, c.Name)
+		c := clusters[0]
+		// The chart's objects name no namespace (helm install -n gives it); kustomize's do.
+		if c.Name != "voting-db" || strings.HasPrefix(name, "kustomize-") && c.Namespace != render.Namespace || c.Spec.Instances < 2 || c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil ||
+			c.Spec.Bootstrap.InitDB.Database != "voting" || c.Spec.Bootstrap.InitDB.Owner != "voting" || c.Spec.StorageConfiguration.Size == "" {
+			t.Errorf("%s: Cluster %s/%s: want voting-db in %s, 2 or more instances, database and owner voting, storage: %+v", name, c.Namespace, c.Name, render.Namespace, c.Spec)
+		}
+		for _, o := range r.Objects {
+			if o.Kind == "StatefulSet" && strings.HasSuffix(o.Name, "postgres") {
+				t.Errorf("%s: the in-cluster PostgreSQL StatefulSet %s is still there", name, o.Name)
+			}
+		}
+		for _, s := range ofKind[*corev1.Secret](r.Objects) {
+			if _, ok := s.Data["postgres-password"]; ok {
+				t.Errorf("%s: Secret %s holds a PostgreSQL password; the operator makes its own", name, s.Name)
+			}
+		}
+		n := 0
+		for _, p := range podTemplates(r.Objects) {
+			for _, ct := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+				for _, e := range ct.Env {
+					if e.Name != "VOTING_POSTGRES_URL" {
+						continue
+					}
+					n++
+					if ref := e.ValueFrom.SecretKeyRef; ref == nil || ref.Name != c.Name+"-app" || ref.Key != "uri" {
+						t.Errorf("%s: %s/%s reads VOTING_POSTGRES_URL from %+v, want %s-app key uri", name, p.Owner, ct.Name, e.ValueFrom, c.Name)
+					}
 				}
 			}
 		}
+		if n < 4 {
+			t.Errorf("%s: %d containers read VOTING_POSTGRES_URL, want worker, result and both migrate initContainers", name, n)
+		}
 	}
-	if n < 4 {
-		t.Errorf("%d containers read VOTING_POSTGRES_URL, want worker, result and both migrate initContainers", n)
+	// The chart refuses the Cluster without the in-cluster PostgreSQL it replaces.
+	if _, err := render.RenderHelm(root+"/deploy/helm/voting", nil, map[string]any{
+		"postgres": map[string]any{"enabled": false, "cloudnativepg": map[string]any{"enabled": true}, "external": map[string]any{"host": "db"}},
+	}); err == nil || !strings.Contains(err.Error(), "postgres.enabled=true") {
+		t.Errorf("postgres.cloudnativepg.enabled with postgres.enabled=false: err = %v, want the message asking for postgres.enabled=true", err)
 	}
 }

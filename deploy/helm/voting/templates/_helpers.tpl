@@ -77,6 +77,16 @@ with (dict "ds" .Values.redis "default" 6379).
 {{- if .Values.redis.enabled -}}{{ include "voting.fullname" . }}-redis{{- else -}}{{ .Values.redis.external.host }}{{- end -}}
 {{- end -}}
 
+{{/* The CloudNativePG Cluster of postgres.cloudnativepg; its Secret <name>-app holds the URL. */}}
+{{- define "voting.cnpgCluster" -}}
+{{ include "voting.fullname" . }}-db
+{{- end -}}
+
+{{/* Whether the in-cluster PostgreSQL is a CloudNativePG Cluster. */}}
+{{- define "voting.cnpg" -}}
+{{- if and .Values.postgres.enabled .Values.postgres.cloudnativepg.enabled }}true{{ end -}}
+{{- end -}}
+
 {{/* Host name of PostgreSQL as the app reaches it. */}}
 {{- define "voting.postgresHost" -}}
 {{- if .Values.postgres.enabled -}}{{ include "voting.fullname" . }}-postgres{{- else -}}{{ .Values.postgres.external.host }}{{- end -}}
@@ -101,6 +111,9 @@ of rendering an app that cannot connect.
 {{- end -}}
 {{- end -}}
 {{- $pg := .Values.postgres -}}
+{{- if and $pg.cloudnativepg.enabled (not $pg.enabled) -}}
+{{- fail "postgres.cloudnativepg.enabled runs the in-cluster PostgreSQL as a CloudNativePG Cluster: set postgres.enabled=true too" -}}
+{{- end -}}
 {{- if and $pg.external.resultUrlKey (or $pg.enabled (not $pg.external.existingSecret)) -}}
 {{- fail "postgres.external.resultUrlKey names a key of postgres.external.existingSecret: set it only with existingSecret (otherwise use postgres.external.resultUrl)" -}}
 {{- end -}}
@@ -151,7 +164,13 @@ host and a password Secret (Kubernetes expands $(REDIS_PASSWORD) in the value).
 {{/* Environment of a container that talks to PostgreSQL; see voting.redisEnv. */}}
 {{- define "voting.postgresEnv" -}}
 {{- $ext := .Values.postgres.external -}}
-{{- if and (not .Values.postgres.enabled) $ext.existingSecret }}
+{{- if include "voting.cnpg" . }}
+- name: VOTING_POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voting.cnpgCluster" . }}-app
+      key: uri
+{{- else if and (not .Values.postgres.enabled) $ext.existingSecret }}
 - name: VOTING_POSTGRES_URL
   valueFrom:
     secretKeyRef:
