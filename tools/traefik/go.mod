@@ -272,11 +272,11 @@ replace github.com/gorilla/mux => github.com/containous/mux v0.0.0-2025052312054
 // which the cluster checks do not use.
 replace github.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e
 
-// ./lego is lego v5.4.1 from the module cache without the 13 ACME DNS-01 providers whose SDK
-// modules the proxy refuses (Alibaba DNS and ESA, Azion, DNSimple, Akamai Edge DNS, EdgeOne,
-// Huawei Cloud, Oracle Cloud, regfish, Sakura Cloud, Tencent Cloud, UCloud, Yandex Cloud), so
-// DNS challenges through them are lost. It is third-party code, so it is not committed:
-// cmd/prunelego generates it (and says which providers, and how they are cut) into this
+// ./lego is lego v5.4.1 from the module cache without any of its ACME DNS-01 providers: the
+// proxy refuses the SDK modules of 13 of them, and all of them together are a third of the
+// packages of Traefik's build, which the cluster checks never use (they ask for no
+// certificate). DNS-01 challenges are lost; HTTP-01 and TLS-ALPN-01 stay. It is third-party
+// code, so it is not committed: cmd/prunelego generates it (and says how it is cut) into this
 // git-ignored directory. It is generated here rather than in a temporary copy of this module
 // because go mod tidy in the checkout (make lint) needs it as much as the build does.
 replace github.com/go-acme/lego/v5 => ./lego
