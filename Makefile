@@ -104,13 +104,15 @@ bench-smoke:
 screenshots:
 	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
 
-## lint: formatting, go.mod tidiness (every module), vet (also of the image's -tags nosqlite
+## lint: formatting, go.mod tidiness and one Go version (every module), vet (also of the image's -tags nosqlite
 ## build) and staticcheck (also of the deployment modules compose and monitoring). vet builds
 ## with -race, as test-go does, so that the app's dependencies compile once. deploy/kubetest
 ## is vetted by test-deploy and staticchecked by staticcheck-kubetest, not here: staticcheck
 ## analyses every package of Kubernetes and Helm from source, 7 CPU-minutes of a cold make test
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
+	@v=$$(grep -h '^go ' go.mod $(DEPLOY_MODULES:%=%/go.mod) tools/*/go.mod tools/traefik/ext/go.mod | sort -u); \
+	  [ "$$(echo "$$v" | wc -l)" -eq 1 ] || { echo "every go.mod must name one Go version, found:"; echo "$$v"; exit 1; }
 	$(GO) mod tidy -diff
 	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/traefik; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet -race ./...

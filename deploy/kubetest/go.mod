@@ -1,6 +1,6 @@
 module github.com/votingapp/voting/deploy/kubetest
 
-go 1.26.4
+go 1.26.8
 
 require (
 	github.com/cloudnative-pg/api v1.30.0

@@ -12,7 +12,7 @@
 // dependencies never enter the application's go.mod.
 module github.com/votingapp/voting/tools/kube
 
-go 1.26.0
+go 1.26.8
 
 tool (
 	github.com/cloudnativelabs/kube-router/v2/cmd/kube-router

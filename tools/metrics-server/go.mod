@@ -4,7 +4,7 @@
 // its OpenAPI models differently), so it has a module of its own.
 module github.com/votingapp/voting/tools/metrics-server
 
-go 1.26.0
+go 1.26.8
 
 tool sigs.k8s.io/metrics-server/cmd/metrics-server
 

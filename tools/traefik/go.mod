@@ -8,7 +8,7 @@
 // tidy), `go run ./cmd/prunelego` must have generated ./lego (see that replace).
 module github.com/votingapp/voting/tools/traefik
 
-go 1.26.0
+go 1.26.8
 
 tool github.com/traefik/traefik/v3/cmd/traefik
 

@@ -3,4 +3,4 @@
 // v3 module's zip and the module proxy does not serve it. See ../go.mod.
 module github.com/traefik/traefik/dynamic/ext
 
-go 1.24
+go 1.26.8
