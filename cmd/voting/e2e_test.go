@@ -321,31 +321,54 @@ func TestConfigFromEnvironment(t *testing.T) {
 		"OPTION_A":              "Tabs",
 		"OPTION_B":              "Spaces",
 	}
-	s, err := parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, []string{"--vote-addr=:5678"},
-		(*settings).registerVote, (*settings).registerRedis, (*settings).registerWorker)
+	parseAll := func(args []string) (*allConfig, error) {
+		var c allConfig
+		return &c, parseConfig("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, args, &c)
+	}
+	c, err := parseAll([]string{"--vote-addr=:5678"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.redisURL != "redis://from-file:6379/0" || s.batchSize != 42 || s.voteAddr != ":5678" {
-		t.Errorf("got redis %q, batch %d, vote addr %q; want the file's URL, 42 from the environment, :5678 from the command line", s.redisURL, s.batchSize, s.voteAddr)
+	if c.redis.url != "redis://from-file:6379/0" || c.worker.cfg.BatchSize != 42 || c.vote.addr != ":5678" {
+		t.Errorf("got redis %q, batch %d, vote addr %q; want the file's URL, 42 from the environment, :5678 from the command line", c.redis.url, c.worker.cfg.BatchSize, c.vote.addr)
 	}
-	if got := s.poll.String(); got != "a=Tabs,b=Spaces" {
+	if got := c.vote.cfg.Options.String(); got != "a=Tabs,b=Spaces" {
 		t.Errorf("options: got %q, want a=Tabs,b=Spaces", got)
 	}
 
 	env["VOTING_OPTIONS"] = "x=Red,y=Green,z=Blue"
-	s, err = parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, nil, (*settings).registerVote)
-	if err != nil {
+	if c, err = parseAll(nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.poll.String(); got != "x=Red,y=Green,z=Blue" {
-		t.Errorf("options: got %q, want VOTING_OPTIONS to win over OPTION_A/OPTION_B", got)
+	if got := c.vote.cfg.Options.String(); got != "x=Red,y=Green,z=Blue" || c.result.cfg.Options.String() != got {
+		t.Errorf("options: got %q (result %q), want VOTING_OPTIONS to win over OPTION_A/OPTION_B, for both", got, c.result.cfg.Options)
 	}
 
 	env["VOTING_BATCH_SIZE"] = "many"
-	_, err = parseSettings("all", "", &cmdEnv{getenv: func(k string) string { return env[k] }, stderr: io.Discard}, nil, (*settings).registerWorker)
+	_, err = parseAll(nil)
 	if err == nil || !strings.Contains(err.Error(), "VOTING_BATCH_SIZE") {
 		t.Errorf("bad VOTING_BATCH_SIZE: got %v, want an error naming the variable", err)
+	}
+}
+
+// TestConfigReportsEveryProblem: a command line with several mistakes is refused with all of
+// them in one message, not the first only.
+func TestConfigReportsEveryProblem(t *testing.T) {
+	var stderr strings.Builder
+	code := run(context.Background(), []string{"voting", "vote", "--options=a=Cats", "--rate-limit=-1", "--rate-burst=0"},
+		func(string) string { return "" }, io.Discard, &stderr)
+	for _, want := range []string{"options:", "--redis-url (or VOTING_REDIS_URL) is required", "--voter-key-file (or VOTING_VOTER_KEY_FILE) is required", "rate limit -1 must not be negative"} {
+		if code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("exit %d, stderr %q: want exit 1 and %q", code, stderr.String(), want)
+		}
+	}
+	stderr.Reset()
+	code = run(context.Background(), []string{"voting", "all", "--batch-size=-1", "--max-deliveries=-2", "--max-websockets=-3", "--rate-limit=1", "--rate-burst=0"},
+		func(string) string { return "" }, io.Discard, &stderr)
+	for _, want := range []string{"batch size -1", "--max-deliveries -2", "WebSocket client limits -3", "rate burst 0"} {
+		if code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("exit %d, stderr %q: want exit 1 and %q", code, stderr.String(), want)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -193,4 +194,67 @@ func maskURL(s string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.Redacted()
+}
+
+// pageFlags are the flags of the services that serve a page: the poll's options, and the
+// proxies whose X-Forwarded-For names the client (vote's rate limit and result's WebSocket
+// limit per client both tell clients apart by it). `voting all` registers them once.
+type pageFlags struct {
+	options *optionsFlag
+	proxies proxiesFlag
+}
+
+func (f *pageFlags) register(fs *flag.FlagSet) {
+	f.options = registerOptions(fs)
+	fs.Var(&f.proxies, "trusted-proxies", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client, for --rate-limit and --max-websockets-per-client")
+}
+
+// resolve returns the options; when they are wrong it returns the default ones with the
+// error, so that the services' Validate report their other problems and not this one twice.
+func (f *pageFlags) resolve(env *cmdEnv) (voting.Options, error) {
+	opts, err := f.options.resolve(env)
+	if err != nil {
+		def, _ := voting.ParseOptions(voting.DefaultOptions)
+		return def, fmt.Errorf("options: %w", err)
+	}
+	return opts, nil
+}
+
+// proxiesFlag is --trusted-proxies, parsed as it is set, so a wrong one fails the command line.
+type proxiesFlag struct{ p *ratelimit.Proxies }
+
+func (f *proxiesFlag) String() string { return f.get().String() }
+
+func (f *proxiesFlag) Set(s string) error {
+	p, err := ratelimit.ParseProxies(s)
+	if err != nil {
+		return err
+	}
+	f.p = p
+	return nil
+}
+
+// get returns the proxies; none trusted when the flag was not set.
+func (f *proxiesFlag) get() *ratelimit.Proxies {
+	if f.p == nil {
+		return &ratelimit.Proxies{}
+	}
+	return f.p
+}
+
+// config is a subcommand's configuration: it registers its flags and, once they are parsed,
+// resolves and checks them, reporting every problem at once.
+type config interface {
+	register(fs *flag.FlagSet)
+	resolve(env *cmdEnv) error
+}
+
+// parseConfig parses a subcommand's command line and environment into c.
+func parseConfig(name, summary string, env *cmdEnv, args []string, c config) error {
+	fs := newFlagSet(name, env, summary)
+	c.register(fs)
+	if err := parse(fs, args, env, 0); err != nil {
+		return err
+	}
+	return c.resolve(env)
 }

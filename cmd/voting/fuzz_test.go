@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -25,25 +24,26 @@ func FuzzSettings(f *testing.F) {
 			}
 		}
 		env := &cmdEnv{getenv: func(k string) string { return vars[k] }, stdout: io.Discard, stderr: io.Discard}
-		s, err := parseSettings("all", "", env, strings.Fields(args),
-			(*settings).registerVote, (*settings).registerResult, (*settings).registerRedis,
-			(*settings).registerPostgres, (*settings).registerWorker,
-			func(s *settings, fs *flag.FlagSet) { fs.StringVar(&s.dataDir, "data-dir", "data", "") })
-		if err != nil {
+		var c allConfig
+		if err := parseConfig("all", "", env, strings.Fields(args), &c); err != nil {
 			return
 		}
-		opts := s.poll
-		if len(opts) < 2 || len(opts) > voting.MaxOptions {
-			t.Fatalf("args %q env %q: %d options accepted", args, environ, len(opts))
+		for _, opts := range []voting.Options{c.vote.cfg.Options, c.result.cfg.Options} {
+			if len(opts) < 2 || len(opts) > voting.MaxOptions {
+				t.Fatalf("args %q env %q: %d options accepted", args, environ, len(opts))
+			}
+			if _, err := voting.ParseOptions(opts.String()); err != nil {
+				t.Fatalf("args %q env %q: accepted options %q that do not parse: %v", args, environ, opts, err)
+			}
 		}
-		if _, err := voting.ParseOptions(opts.String()); err != nil {
-			t.Fatalf("args %q env %q: accepted options %q that do not parse: %v", args, environ, opts, err)
-		}
-		if s.batchSize < 0 || s.maxDeliver < 0 || s.maxWebsockets < 0 || s.maxWebsocketsPerClient < 0 {
+		if c.worker.cfg.BatchSize < 0 || c.worker.delivery.maxDeliveries < 0 || c.result.cfg.MaxClients < 0 || c.result.cfg.MaxClientsPerAddr < 0 {
 			t.Fatalf("args %q env %q: a negative batch size, delivery count or WebSocket limit accepted", args, environ)
 		}
-		if _, err := ratelimit.ParseProxies(s.trustedProxies); err != nil {
-			t.Fatalf("args %q env %q: --trusted-proxies %q accepted, then refused: %v", args, environ, s.trustedProxies, err)
+		if c.vote.cfg.RateLimit < 0 || c.vote.cfg.RateLimit > 0 && c.vote.cfg.RateBurst < 1 {
+			t.Fatalf("args %q env %q: rate limit %g with burst %d accepted", args, environ, c.vote.cfg.RateLimit, c.vote.cfg.RateBurst)
+		}
+		if _, err := ratelimit.ParseProxies(c.vote.cfg.Proxies.String()); err != nil {
+			t.Fatalf("args %q env %q: trusted proxies %q accepted, then refused: %v", args, environ, c.vote.cfg.Proxies, err)
 		}
 	})
 }

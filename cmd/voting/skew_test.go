@@ -68,7 +68,10 @@ func TestLaterVoteWinsAcrossSkewedReplicas(t *testing.T) {
 func testSkewedReplicas(t *testing.T, pub voting.Publisher, c voting.Consumer, stats func(context.Context) (voting.QueueStats, error), st skewedStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := worker.New(worker.Config{}, c, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := worker.New(worker.Config{}, c, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	defer func() { cancel(); <-done; c.Close() }()

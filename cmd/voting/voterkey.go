@@ -23,13 +23,13 @@ var errNoVoterKey = fmt.Errorf("--voter-key-file (or %s) is required: vote signs
 // it, the key kept in --data-dir, made on first start. The log line says which, with a
 // fingerprint of the signing key (not the key) so that operators can check that replicas
 // agree.
-func (s *settings) voterKeys(p *process) ([][]byte, error) {
-	path, generated := s.voterKeyFile, false
+func voterKeys(p *process, keyFile, dataDir string) ([][]byte, error) {
+	path, generated := keyFile, false
 	if path == "" {
-		if s.dataDir == "" {
+		if dataDir == "" {
 			return nil, errNoVoterKey
 		}
-		path = filepath.Join(s.dataDir, voterKeyFileName)
+		path = filepath.Join(dataDir, voterKeyFileName)
 		var err error
 		if generated, err = ensureVoterKeyFile(path); err != nil {
 			return nil, fmt.Errorf("voter key in the data directory (set --voter-key-file to use another): %w", err)
@@ -47,7 +47,7 @@ func (s *settings) voterKeys(p *process) ([][]byte, error) {
 	switch {
 	case generated:
 		p.log.Info("voter key generated", append(attrs, "note", "keep it with the votes: another key makes every browser a new voter")...)
-	case s.voterKeyFile == "":
+	case keyFile == "":
 		p.log.Info("voter key from the data directory", append(attrs, "note", "every process serving this poll needs the same key: give them one --voter-key-file")...)
 	default:
 		p.log.Info("voter keys loaded", attrs...)

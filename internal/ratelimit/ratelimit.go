@@ -49,6 +49,18 @@ func ParseProxies(s string) (*Proxies, error) {
 	return p, nil
 }
 
+// String lists the trusted proxies as ParseProxies reads them; a nil or empty set is "".
+func (p *Proxies) String() string {
+	if p == nil {
+		return ""
+	}
+	parts := make([]string, len(p.nets))
+	for i, n := range p.nets {
+		parts[i] = n.String()
+	}
+	return strings.Join(parts, ",")
+}
+
 // Trusted reports whether a is one of the trusted proxies.
 func (p *Proxies) Trusted(a netip.Addr) bool {
 	a = a.Unmap()

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -49,6 +50,31 @@ type Config struct {
 	ClientAddr func(*http.Request) netip.Addr
 }
 
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Options) < 2 {
+		errs = append(errs, fmt.Errorf("want at least 2 options, got %d", len(c.Options)))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("poll interval %s must not be negative (0: the default, 5s)", c.PollInterval))
+	}
+	if c.MaxClients < 0 || c.MaxClientsPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("WebSocket client limits %d and %d must not be negative (0: no limit)", c.MaxClients, c.MaxClientsPerAddr))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue is the configuration as the start-up log shows it.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("options", c.Options.String()),
+		slog.Duration("poll_interval", c.PollInterval),
+		slog.Int("max_websockets", c.MaxClients),
+		slog.Int("max_websockets_per_client", c.MaxClientsPerAddr),
+	)
+}
+
 // Store is what the result service reads.
 type Store interface {
 	voting.Tallier
@@ -77,8 +103,8 @@ type Service struct {
 
 // New returns the service; Run must be running for it to have numbers to show.
 func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if len(cfg.Options) < 2 {
-		return nil, fmt.Errorf("result: want at least 2 options, got %d", len(cfg.Options))
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("result: %w", err)
 	}
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")

@@ -3,6 +3,8 @@ package vote
 import (
 	"embed"
 	"net/http"
+
+	"github.com/votingapp/voting/internal/ratelimit"
 )
 
 //go:embed assets
@@ -24,5 +26,11 @@ func (s *Service) Handler() http.Handler {
 		s.rejected.WithLabelValues("cross_origin").Inc()
 		http.Error(w, "cross-origin request refused: vote from the voting page", http.StatusForbidden)
 	}))
-	return cop.Handler(mux)
+	h := cop.Handler(mux)
+	if s.limiter != nil {
+		// Only votes are limited: pages and assets never are.
+		isVote := func(r *http.Request) bool { return r.Method == http.MethodPost }
+		h = ratelimit.Middleware(s.limiter, s.cfg.Proxies, isVote, s.rateLimited.Inc, h)
+	}
+	return h
 }

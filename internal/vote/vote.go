@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
 )
@@ -35,6 +36,43 @@ type Config struct {
 	VoterKeys [][]byte
 	// Now is the clock that stamps votes; nil means time.Now. Tests skew it.
 	Now func() time.Time
+	// RateLimit is how many votes per second one client address may cast once it has cast
+	// RateBurst at once; 0 means no limit (public demos set one). A vote over it is answered
+	// 429 with Retry-After and counted in voting_votes_rate_limited_total. It does not stop a
+	// distributed flood; pages and assets are never limited.
+	RateLimit float64
+	// RateBurst is how many votes one client address may cast at once before RateLimit applies.
+	RateBurst int
+	// Proxies are the proxies whose X-Forwarded-For names the client for the rate limit; nil
+	// trusts none (the TCP peer is the client).
+	Proxies *ratelimit.Proxies
+}
+
+// Validate reports every problem of the settings at once: the options and the rate limit.
+// The voter keys, read from a file rather than set, are checked by New (and ParseVoterKeys).
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Options) < 2 {
+		errs = append(errs, fmt.Errorf("want at least 2 options, got %d", len(c.Options)))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("rate limit %g must not be negative (0: no limit)", c.RateLimit))
+	}
+	if c.RateLimit > 0 && c.RateBurst < 1 {
+		errs = append(errs, fmt.Errorf("rate burst %d must be at least 1 with a rate limit", c.RateBurst))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue is the configuration as the start-up log shows it: the voter keys by count only.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("options", c.Options.String()),
+		slog.Int("voter_keys", len(c.VoterKeys)),
+		slog.Float64("rate_limit", c.RateLimit),
+		slog.Int("rate_burst", c.RateBurst),
+		slog.String("trusted_proxies", c.Proxies.String()),
+	)
 }
 
 // Service is the vote web service.
@@ -56,6 +94,9 @@ type Service struct {
 	// macs holds keyed HMAC states for each of cfg.VoterKeys, in order; see sign.
 	macs []*sync.Pool
 
+	// limiter is the per-client rate limit (nil: none); rateLimited counts its 429s.
+	limiter       *ratelimit.Limiter
+	rateLimited   prometheus.Counter
 	accepted      *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 	publishErrors prometheus.Counter
@@ -66,8 +107,8 @@ type Service struct {
 // New returns the service. It loads the embedded assets, renders the page and registers its
 // metrics.
 func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if len(cfg.Options) < 2 {
-		return nil, fmt.Errorf("vote: want at least 2 options, got %d", len(cfg.Options))
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vote: %w", err)
 	}
 	if len(cfg.VoterKeys) == 0 {
 		return nil, errors.New("vote: no voter key")
@@ -76,6 +117,9 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 		if len(k) < MinVoterKeyLen {
 			return nil, fmt.Errorf("vote: a voter key of %d bytes, want at least %d", len(k), MinVoterKeyLen)
 		}
+	}
+	if cfg.Proxies == nil {
+		cfg.Proxies = &ratelimit.Proxies{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -119,6 +163,14 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 		s.rejected.WithLabelValues(r)
 	}
 	reg.MustRegister(s.accepted, s.rejected, s.publishErrors, issued)
+	if cfg.RateLimit > 0 {
+		s.limiter = ratelimit.New(cfg.RateLimit, cfg.RateBurst)
+		s.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "voting_votes_rate_limited_total",
+			Help: "Votes refused with 429 by the per-client rate limit (--rate-limit).",
+		})
+		reg.MustRegister(s.rateLimited)
+	}
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -35,6 +36,24 @@ type Config struct {
 	Tracer trace.Tracer
 }
 
+// Validate reports every problem of the configuration at once. Zero values mean the
+// defaults: a batch of 500, 10 s to stop.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch size %d must not be negative (0: the default, 500)", c.BatchSize))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("stop timeout %s must not be negative (0: the default, 10s)", c.StopTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue is the configuration as the start-up log shows it.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("batch_size", c.BatchSize), slog.Duration("stop_timeout", c.StopTimeout))
+}
+
 // Worker consumes votes and records them.
 type Worker struct {
 	cfg      Config
@@ -50,8 +69,11 @@ type Worker struct {
 }
 
 // New returns a worker; Run starts it.
-func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, reg prometheus.Registerer) *Worker {
-	if cfg.BatchSize <= 0 {
+func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, reg prometheus.Registerer) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 500
 	}
 	if cfg.Tracer == nil {
@@ -60,7 +82,7 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 	if cfg.OnDeadLetter == nil {
 		cfg.OnDeadLetter = func(string) {}
 	}
-	if cfg.StopTimeout <= 0 {
+	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
 	w := &Worker{
@@ -90,7 +112,7 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 		}),
 	}
 	reg.MustRegister(w.processed, w.storeErrors, w.batchSize, w.writeTime, w.lag)
-	return w
+	return w, nil
 }
 
 // Run consumes until ctx is done or the queue is closed and drained. When ctx is done it

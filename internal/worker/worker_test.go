@@ -54,7 +54,10 @@ func setup(t *testing.T, st *flakyStore) (*memqueue.Queue, *prometheus.Registry,
 	q := memqueue.New(memqueue.Config{})
 	reg := prometheus.NewRegistry()
 	qm := telemetry.NewQueueMetrics(reg)
-	w := worker.New(worker.Config{BatchSize: 50, StopTimeout: time.Second, OnDeadLetter: qm.DeadLettered}, q.Consumer("w"), st, slog.New(slog.DiscardHandler), reg)
+	w, err := worker.New(worker.Config{BatchSize: 50, StopTimeout: time.Second, OnDeadLetter: qm.DeadLettered}, q.Consumer("w"), st, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/votingapp/voting/internal/memqueue"
+	"github.com/votingapp/voting/internal/pgstore"
+	"github.com/votingapp/voting/internal/result"
+	"github.com/votingapp/voting/internal/voting"
+)
+
+// allConfig is `voting all`'s configuration: every service's flags, each once, and the
+// embedded store's directory.
+type allConfig struct {
+	common
+	page     pageFlags
+	vote     voteFlags
+	result   resultFlags
+	worker   workerFlags
+	redis    redisFlags
+	postgres postgresFlags
+	dataDir  string
+}
+
+func (c *allConfig) register(fs *flag.FlagSet) {
+	c.common.register(fs)
+	c.page.register(fs)
+	c.vote.register(fs)
+	c.result.register(fs)
+	c.worker.register(fs)
+	c.redis.register(fs)
+	c.postgres.register(fs)
+	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the embedded SQLite store (used when --postgres-url is empty)")
+}
+
+func (c *allConfig) resolve(env *cmdEnv) error {
+	opts, optErr := c.page.resolve(env)
+	proxies := c.page.proxies.get()
+	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, proxies
+	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, proxies.ClientIP
+	return errors.Join(optErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
+}
+
+// runAll runs the three services in one process. Each backend is the server whose URL is
+// given, or else the embedded one: SQLite in --data-dir, and the in-process queue.
+func runAll(ctx context.Context, env *cmdEnv, args []string) error {
+	var c allConfig
+	if err := parseConfig("all", "Run vote, worker and result in one process. Without server URLs it needs nothing\ninstalled: votes are kept in SQLite in --data-dir, the queue is in-process.", env, args, &c); err != nil {
+		return err
+	}
+	p, err := newProcess(ctx, "all", c.common, env)
+	if err != nil {
+		return err
+	}
+
+	// The queue: Redis, or the in-process queue, which is drained into the store on
+	// shutdown once the vote server has stopped taking votes.
+	var pub voting.Publisher
+	var consumer voting.Consumer
+	if c.redis.url != "" {
+		q, err := openRedisQueue(ctx, p, c.redis, c.worker.delivery)
+		if err != nil {
+			return err
+		}
+		pub, consumer = q, q.Consumer(consumerName())
+	} else {
+		q := memqueue.New(memqueue.Config{ClaimTimeout: c.worker.delivery.claimTimeout, MaxDeliveries: c.worker.delivery.maxDeliveries,
+			Logger: p.log, OnDeadLetter: p.queueMetrics().DeadLettered})
+		p.queueMetrics().Observe(q.Stats)
+		p.drain = func(ctx context.Context) error {
+			q.Close()
+			return q.Drain(ctx)
+		}
+		pub, consumer = q, q.Consumer("all")
+	}
+
+	// The store: PostgreSQL, migrated here since nothing else runs `voting migrate` in
+	// this mode, or SQLite.
+	var st interface {
+		voting.Recorder
+		result.Store
+	}
+	if c.postgres.url != "" {
+		if err := pgstore.Migrate(ctx, c.postgres.url); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		pg, err := openPGStore(ctx, p, c.postgres.url)
+		if err != nil {
+			return err
+		}
+		st = pg
+	} else {
+		lite, err := openEmbeddedStore(ctx, c.dataDir)
+		if err != nil {
+			return err
+		}
+		p.onClose("the SQLite store", func() { lite.Close() })
+		p.check("sqlite", lite.Ping)
+		st = lite
+	}
+	p.log.Info("starting",
+		"queue", backendName(c.redis.url, "redis "+maskURL(c.redis.url), "in-process"),
+		"store", backendName(c.postgres.url, "postgres "+maskURL(c.postgres.url), "sqlite in "+c.dataDir),
+		"vote", c.vote.cfg, "result", c.result.cfg, "worker", c.worker.cfg)
+
+	if err := addVote(p, c.vote, c.dataDir, pub); err != nil {
+		return err
+	}
+	if err := addWorker(p, c.common, c.worker, consumer, st); err != nil {
+		return err
+	}
+	if err := addResult(p, c.result, st); err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+// embeddedStore is the store of the embedded default (embedded.go), which a build with
+// -tags nosqlite leaves out (embedded_nosqlite.go).
+type embeddedStore interface {
+	voting.Recorder
+	result.Store
+	Ping(context.Context) error
+	Close() error
+}
+
+func backendName(url, server, embedded string) string {
+	if url != "" {
+		return server
+	}
+	return embedded
+}
