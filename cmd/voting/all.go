@@ -37,11 +37,10 @@ func (c *allConfig) register(fs *flag.FlagSet) {
 }
 
 func (c *allConfig) resolve(env *cmdEnv) error {
-	opts, optErr := c.page.resolve(env)
-	proxies := c.page.proxies.get()
+	opts, proxies, pageErr := c.page.resolve(env)
 	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, proxies
 	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, proxies.ClientIP
-	return errors.Join(optErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
+	return errors.Join(pageErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
 }
 
 // runAll runs the three services in one process. Each backend is the server whose URL is

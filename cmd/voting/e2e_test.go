@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -355,9 +356,9 @@ func TestConfigFromEnvironment(t *testing.T) {
 // them in one message, not the first only.
 func TestConfigReportsEveryProblem(t *testing.T) {
 	var stderr strings.Builder
-	code := run(context.Background(), []string{"voting", "vote", "--options=a=Cats", "--rate-limit=-1", "--rate-burst=0"},
+	code := run(context.Background(), []string{"voting", "vote", "--trusted-proxies=10.0.0.0/33", "--rate-limit=-1", "--rate-burst=0"},
 		func(string) string { return "" }, io.Discard, &stderr)
-	for _, want := range []string{"options:", "--redis-url (or VOTING_REDIS_URL) is required", "--voter-key-file (or VOTING_VOTER_KEY_FILE) is required", "rate limit -1 must not be negative"} {
+	for _, want := range []string{"--trusted-proxies: ", "--redis-url (or VOTING_REDIS_URL) is required", "--voter-key-file (or VOTING_VOTER_KEY_FILE) is required", "rate limit -1 must not be negative"} {
 		if code != 1 || !strings.Contains(stderr.String(), want) {
 			t.Errorf("exit %d, stderr %q: want exit 1 and %q", code, stderr.String(), want)
 		}
@@ -494,4 +495,27 @@ func TestResultReconnectsToPostgres(t *testing.T) {
 	t.Logf("killed %d connections", killed)
 	cast(10)
 	read(total(20), 20*time.Second)
+}
+
+// TestStartupLogsEachConfiguration: a process logs its effective configuration once, at
+// start, each service's in its own group.
+func TestStartupLogsEachConfiguration(t *testing.T) {
+	a := startApp(t, nil, []string{"vote", "result", "admin"}, append([]string{"all", "--data-dir=" + t.TempDir(), "--rate-limit=3", "--batch-size=7"}, loopback...)...)
+	a.stop()
+	var starts []map[string]any
+	for _, line := range strings.Split(a.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "starting" {
+			starts = append(starts, m)
+		}
+	}
+	if len(starts) != 1 {
+		t.Fatalf("%d \"starting\" lines, want 1:\n%s", len(starts), a.logs)
+	}
+	got := fmt.Sprint(starts[0])
+	for _, want := range []string{"options:a=Cats,b=Dogs", "rate_limit:3", "max_websockets:10000", "batch_size:7", "queue:in-process", "store:sqlite in "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the start line %s does not show %s", got, want)
+		}
+	}
 }

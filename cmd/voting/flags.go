@@ -201,45 +201,30 @@ func maskURL(s string) string {
 // limit per client both tell clients apart by it). `voting all` registers them once.
 type pageFlags struct {
 	options *optionsFlag
-	proxies proxiesFlag
+	proxies string
 }
 
 func (f *pageFlags) register(fs *flag.FlagSet) {
 	f.options = registerOptions(fs)
-	fs.Var(&f.proxies, "trusted-proxies", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client, for --rate-limit and --max-websockets-per-client")
+	fs.StringVar(&f.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client, for --rate-limit and --max-websockets-per-client")
 }
 
-// resolve returns the options; when they are wrong it returns the default ones with the
-// error, so that the services' Validate report their other problems and not this one twice.
-func (f *pageFlags) resolve(env *cmdEnv) (voting.Options, error) {
+// resolve returns the options and the trusted proxies. When the options are wrong it returns
+// the default ones with the error, so that the services' Validate report their other
+// problems and not this one twice; wrong proxies are another error, with none trusted.
+func (f *pageFlags) resolve(env *cmdEnv) (voting.Options, *ratelimit.Proxies, error) {
+	var errs []error
 	opts, err := f.options.resolve(env)
 	if err != nil {
-		def, _ := voting.ParseOptions(voting.DefaultOptions)
-		return def, fmt.Errorf("options: %w", err)
+		opts, _ = voting.ParseOptions(voting.DefaultOptions)
+		errs = append(errs, fmt.Errorf("options: %w", err))
 	}
-	return opts, nil
-}
-
-// proxiesFlag is --trusted-proxies, parsed as it is set, so a wrong one fails the command line.
-type proxiesFlag struct{ p *ratelimit.Proxies }
-
-func (f *proxiesFlag) String() string { return f.get().String() }
-
-func (f *proxiesFlag) Set(s string) error {
-	p, err := ratelimit.ParseProxies(s)
+	proxies, err := ratelimit.ParseProxies(f.proxies)
 	if err != nil {
-		return err
+		proxies = &ratelimit.Proxies{}
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
-	f.p = p
-	return nil
-}
-
-// get returns the proxies; none trusted when the flag was not set.
-func (f *proxiesFlag) get() *ratelimit.Proxies {
-	if f.p == nil {
-		return &ratelimit.Proxies{}
-	}
-	return f.p
+	return opts, proxies, errors.Join(errs...)
 }
 
 // config is a subcommand's configuration: it registers its flags and, once they are parsed,

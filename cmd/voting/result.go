@@ -41,9 +41,9 @@ func (c *resultConfig) register(fs *flag.FlagSet) {
 }
 
 func (c *resultConfig) resolve(env *cmdEnv) error {
-	opts, optErr := c.page.resolve(env)
-	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, c.page.proxies.get().ClientIP
-	return errors.Join(optErr, requireURL("result", "postgres-url", c.postgres.url, "the PostgreSQL store"), c.result.cfg.Validate())
+	opts, proxies, pageErr := c.page.resolve(env)
+	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, proxies.ClientIP
+	return errors.Join(pageErr, requireURL("result", "postgres-url", c.postgres.url, "the PostgreSQL store"), c.result.cfg.Validate())
 }
 
 func runResult(ctx context.Context, env *cmdEnv, args []string) error {

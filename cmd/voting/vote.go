@@ -39,13 +39,13 @@ func (c *voteConfig) register(fs *flag.FlagSet) {
 }
 
 func (c *voteConfig) resolve(env *cmdEnv) error {
-	opts, optErr := c.page.resolve(env)
-	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, c.page.proxies.get()
+	opts, proxies, pageErr := c.page.resolve(env)
+	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, proxies
 	var keyErr error
 	if c.vote.keyFile == "" {
 		keyErr = errNoVoterKey
 	}
-	return errors.Join(optErr, requireURL("vote", "redis-url", c.redis.url, "the Redis queue"), keyErr, c.vote.cfg.Validate())
+	return errors.Join(pageErr, requireURL("vote", "redis-url", c.redis.url, "the Redis queue"), keyErr, c.vote.cfg.Validate())
 }
 
 func runVote(ctx context.Context, env *cmdEnv, args []string) error {
