@@ -1,13 +1,11 @@
 # The voting app. `make run` runs it; `make test` runs every test, starting what they need.
-# Tool versions are pinned here, in one place.
-STATICCHECK_VERSION := v0.8.2
-GOVULNCHECK_VERSION := v1.9.0
-VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
+# Every tool version is pinned in tools/versions.env; the tools themselves are built into one
+# cache directory (scripts/lib.sh says where) by scripts/tool, scripts/kube-tools and others.
+include tools/versions.env
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/votingapp/voting/internal/buildinfo.version=$(VERSION) -X github.com/votingapp/voting/internal/buildinfo.commit=$(COMMIT)
-TOOLS   := $(CURDIR)/.cache/bin
 GO      := scripts/go
 GOFMT   := $(shell $(GO) env GOROOT)/bin/gofmt
 
@@ -104,40 +102,39 @@ bench-smoke:
 screenshots:
 	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
 
-## lint: formatting, go.mod tidiness and one Go version (every module), vet (also of the image's -tags nosqlite
+## lint: formatting and go.mod tidiness (every module), vet (also of the image's -tags nosqlite
 ## build) and staticcheck (also of the deployment modules compose and monitoring). vet builds
 ## with -race, as test-go does, so that the app's dependencies compile once. deploy/kubetest
 ## is vetted by test-deploy and staticchecked by staticcheck-kubetest, not here: staticcheck
 ## analyses every package of Kubernetes and Helm from source, 7 CPU-minutes of a cold make test
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
-	@v=$$(grep -h '^go ' go.mod $(DEPLOY_MODULES:%=%/go.mod) tools/*/go.mod tools/traefik/ext/go.mod | sort -u); \
-	  [ "$$(echo "$$v" | wc -l)" -eq 1 ] || { echo "every go.mod must name one Go version, found:"; echo "$$v"; exit 1; }
 	$(GO) mod tidy -diff
 	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/traefik; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet -race ./...
 	$(GO) vet -race -tags nosqlite ./cmd/voting
-	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	$(TOOLS)/staticcheck ./...
-	@for m in deploy/compose deploy/monitoring; do echo "staticcheck in $$m"; (cd $$m && $(TOOLS)/staticcheck ./...) || exit 1; done
+	@sc=$$(scripts/tool staticcheck) && $$sc ./... && \
+	  for m in deploy/compose deploy/monitoring; do echo "staticcheck in $$m"; (cd $$m && $$sc ./...) || exit 1; done
 	scripts/actionlint
 
 ## staticcheck-kubetest: staticcheck of deploy/kubetest, which lint leaves to vet (GitHub
 ## Actions runs it after make test)
 staticcheck-kubetest:
-	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	cd deploy/kubetest && $(TOOLS)/staticcheck ./...
+	sc=$$(scripts/tool staticcheck) && cd deploy/kubetest && $$sc ./...
 
 ## vuln: govulncheck against the vulnerability database from the Go module proxy (works
 ## offline); fails on a called vulnerability of a third-party module, lists the standard
 ## library's (fixed by a newer Go, not here). The report goes through a file, not a pipe:
 ## sh has no pipefail, and a govulncheck that failed would leave vulngate nothing to object to.
 vuln:
-	@test -x $(TOOLS)/govulncheck || GOBIN=$(TOOLS) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
-	@db=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	@vc=$$(scripts/tool govulncheck) || exit 1; \
+	db=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
 	test -n "$$db" || { echo "vuln: no golang.org/x/vulndb@$(VULNDB_VERSION) from the module proxy"; exit 1; }; \
-	$(TOOLS)/govulncheck -db file://$$db/data/osv -format json ./... >.cache/govulncheck.json && \
-	$(GO) run ./scripts/vulngate <.cache/govulncheck.json
+	report=$$(mktemp) && trap 'rm -f "$$report"' EXIT && \
+	$$vc -db file://$$db/data/osv -format json ./... >"$$report" && \
+	$(GO) run ./scripts/vulngate <"$$report"
 
+## clean: the binary; the votes of make run (./data) and the tool cache (~/.cache/voting, or
+## $VOTING_CACHE) stay
 clean:
-	rm -rf bin .cache
+	rm -rf bin

@@ -28,7 +28,8 @@ const Namespace = "voting"
 const ReleaseName = "voting"
 
 // KubeVersion is the Kubernetes version the chart is rendered for, the one the API server
-// test runs.
+// test and the cluster checks run: KUBERNETES_VERSION of tools/versions.env (its test checks
+// this line).
 var KubeVersion = chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
 
 // Kind says which tool renders a Target.
