@@ -73,8 +73,8 @@ func New(ctx context.Context, url string) (*Store, error) {
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		// pgxpool's default grows with the CPUs, which multiplied by the replicas can
-		// exhaust the server's connections. A process needs few: the worker's batches
-		// serialize on the record lock, and the tally is one indexed read.
+		// exhaust the server's connections. A process needs few: a worker records one
+		// batch at a time, and the tally is one small read.
 		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -114,7 +114,10 @@ func (s *Store) Close() {
 
 // recordSQL upserts a batch. It keeps one vote per voter from the batch, the newest by
 // (voted_at, vote), because ON CONFLICT DO UPDATE may not touch a row twice in one statement,
-// then inserts in id order. The WHERE clause is the ordering guard that makes redelivered and
+// then inserts in id order: every batch locks its voters' rows in that one order, so two
+// batches with voters in common (a voter's two votes taken by two workers) wait for each
+// other but cannot deadlock. The counts triggers lock no shared row (migration 003), so
+// batches of several workers run side by side. The WHERE clause is the ordering guard that makes redelivered and
 // out-of-order votes change nothing: a stored vote is replaced only by a newer one, with the
 // same order as voting.Vote.Newer. COLLATE "C" compares option ids bytewise as Go does,
 // whatever the database's collation (en_US would put "B" after "a").
@@ -129,22 +132,13 @@ ORDER BY id
 ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote, voted_at = EXCLUDED.voted_at
 WHERE (v.voted_at, v.vote COLLATE "C") < (EXCLUDED.voted_at, EXCLUDED.vote COLLATE "C")`
 
-// recordLockSQL serializes batches. Every batch updates the same few vote_counts rows anyway
-// (in its counts trigger), so batches cannot run in parallel past that point; taking one
-// lock first, before any row lock, makes deadlocks between workers impossible (two batches
-// with overlapping voters would otherwise lock votes rows in different orders). The key is
-// per schema; hashtextextended is stable across PostgreSQL versions (hash partitioning
-// relies on it).
-const recordLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('voting.record.' || coalesce(current_schema(), ''), 0))`
-
 // Record stores the votes in one transaction: for each voter the newest vote wins, and a
 // vote that is not newer than the stored one changes nothing. Invalid votes are rejected
 // before anything is written.
 //
 // The transaction's statements go as one pgx batch: one round trip, which PostgreSQL runs as
-// one implicit transaction (all or nothing, the advisory lock held to its end). Against
-// BEGIN, lock, insert, COMMIT in four round trips it takes a batch of 500 from 4.0-4.7 ms to
-// 3.5-3.8 ms (BenchmarkRecord), and the single worker waits on exactly that.
+// one implicit transaction (all or nothing). Against BEGIN, insert, COMMIT in separate round
+// trips it saves a worker most of the time it would wait on the network.
 //
 // Errors that may pass (connection, timeouts, server shutting down, schema not migrated yet)
 // wrap voting.ErrUnavailable; errors caused by the data do not.
@@ -162,7 +156,6 @@ func (s *Store) Record(ctx context.Context, votes []voting.Vote) error {
 		ids[i], opts[i], ats[i] = v.VoterID, v.Option, v.At.UTC().Truncate(voting.TimePrecision)
 	}
 	b := &pgx.Batch{}
-	b.Queue(recordLockSQL)
 	b.Queue(recordSQL, ids, opts, ats)
 	if tp := voting.NewestTraceParent(votes); tp != "" {
 		b.Queue(`INSERT INTO tally_trace (traceparent) VALUES ($1)
