@@ -29,7 +29,7 @@ func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{1000, 9000} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
 			servers, clients := loopbackPairs(b, n)
-			payload := []byte(`{"options":[{"id":"a","label":"Cats","count":123456},{"id":"b","label":"Dogs","count":654321}],"total":777777,"newest":"2026-12-03T04:05:06.123456Z"}`)
+			payload := []byte(`{"options":[{"id":"a","label":"Cats","count":123456,"percent":15.87},{"id":"b","label":"Dogs","count":654321,"percent":84.13}],"total":777777,"instance":"voting-result-7d9f8b6c5d-x2x4q"}`)
 			frame := ws.MustCompileFrame(ws.NewTextFrame(payload))
 			var left atomic.Int64
 			round := make(chan struct{}, 1)

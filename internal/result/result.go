@@ -32,8 +32,9 @@ type Config struct {
 	// arrive by the store's signal within milliseconds; the poll only bounds how stale the
 	// page can get if a signal is ever lost (e.g. while the listener reconnects).
 	PollInterval time.Duration
-	// Instance names the process on the page, as the vote page does, so a person can see
-	// which replica serves them.
+	// Instance names the process on the page, as the vote page does, and in every snapshot
+	// (/api/results and each WebSocket message), so that a person, or a check, can see which
+	// replica serves them, also after a WebSocket reconnected to another one.
 	Instance string
 	// Tracer makes the push span, in the trace of the newest vote the push shows; nil means
 	// no tracing.
@@ -224,7 +225,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// read returns the encoded result and the tally it comes from.
+// snapshot is what /api/results answers and every WebSocket message carries: the result,
+// and which process sent it.
+type snapshot struct {
+	voting.Result
+	Instance string `json:"instance,omitempty"`
+}
+
+// read returns the encoded snapshot and the tally it comes from.
 func (s *Service) read(ctx context.Context) ([]byte, voting.Tally, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -233,7 +241,7 @@ func (s *Service) read(ctx context.Context) ([]byte, voting.Tally, error) {
 		return nil, voting.Tally{}, err
 	}
 	s.updated.SetToCurrentTime()
-	b, err := json.Marshal(s.cfg.Options.Result(t.Counts))
+	b, err := json.Marshal(snapshot{s.cfg.Options.Result(t.Counts), s.cfg.Instance})
 	return b, t, err
 }
 

@@ -80,12 +80,19 @@ func TestPushOnCommit(t *testing.T) {
 		}
 		t.Logf("commit to push: %s", time.Since(start))
 	}
-	var api voting.Result
+	var api struct {
+		voting.Result
+		Instance string
+	}
 	if err := json.Unmarshal([]byte(get(t, srv.URL+"/api/results")), &api); err != nil {
 		t.Fatal(err)
 	}
 	if api.Total != 3 || api.Options[1].Count != 2 || api.Options[1].Percent != 66.67 || api.Options[0].Percent != 33.33 {
 		t.Fatalf("/api/results: %+v", api)
+	}
+	// The replica that answered, so that a page (or a check) behind a load balancer can tell.
+	if api.Instance != "here" {
+		t.Errorf("/api/results names instance %q, want %q", api.Instance, "here")
 	}
 	if page := get(t, srv.URL+"/"); !strings.Contains(page, "66.7%") || !strings.Contains(page, ">3<") {
 		t.Errorf("page does not show the numbers:\n%s", page)

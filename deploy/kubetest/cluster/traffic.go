@@ -21,8 +21,9 @@ import (
 
 // results is GET /api/results.
 type results struct {
-	Total   int64 `json:"total"`
-	Options []struct {
+	Total    int64  `json:"total"`
+	Instance string `json:"instance"` // the result replica that answered
+	Options  []struct {
 		ID    string `json:"id"`
 		Count int64  `json:"count"`
 	} `json:"options"`
@@ -168,7 +169,8 @@ func (k *Checker) CheckSeed(ctx context.Context, ns string) bool {
 // drops, as the results page does, and remember the last total each saw.
 type watchers struct {
 	totals     []atomic.Int64
-	got        []atomic.Bool // the client has had its first message
+	got        []atomic.Bool            // the client has had its first message
+	instances  []atomic.Pointer[string] // the result replica of the client's last message
 	reconnects atomic.Int64
 	dialErr    atomic.Pointer[string] // the last failed dial's error, for the check's message
 	wg         sync.WaitGroup
@@ -177,7 +179,7 @@ type watchers struct {
 
 func (k *Checker) watch(ctx context.Context, host string, n int) *watchers {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watchers{totals: make([]atomic.Int64, n), got: make([]atomic.Bool, n), cancel: cancel}
+	w := &watchers{totals: make([]atomic.Int64, n), got: make([]atomic.Bool, n), instances: make([]atomic.Pointer[string], n), cancel: cancel}
 	d := ws.Dialer{Timeout: 5 * time.Second, NetDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var nd net.Dialer
 		return nd.DialContext(ctx, network, k.Gateway)
@@ -217,6 +219,7 @@ func (k *Checker) watch(ctx context.Context, host string, n int) *watchers {
 					var r results
 					if json.Unmarshal(msg, &r) == nil {
 						w.totals[i].Store(r.Total)
+						w.instances[i].Store(&r.Instance)
 						w.got[i].Store(true)
 					}
 				}
@@ -238,6 +241,22 @@ func (w *watchers) lastDialErr() string {
 func (w *watchers) stop() {
 	w.cancel()
 	w.wg.Wait()
+}
+
+// split counts the clients served by each result replica, as "pod: n" in name order.
+func (w *watchers) split() []string {
+	by := map[string]int{}
+	for i := range w.instances {
+		if p := w.instances[i].Load(); p != nil {
+			by[*p]++
+		}
+	}
+	var out []string
+	for name, n := range by {
+		out = append(out, fmt.Sprintf("%s: %d", name, n))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // seeing counts the clients whose last total is want.
@@ -312,6 +331,13 @@ func (k *Checker) CheckFaults(ctx context.Context, ns string) bool {
 			return nil
 		}); err != nil {
 			return err
+		}
+		// The clients go through the Gateway to the result Service: with several replicas,
+		// each takes a share, and none needs the others (no sticky sessions).
+		split := w.split()
+		saw = append(saw, fmt.Sprintf("%d WebSocket clients through the Gateway, by result pod: %s", clients, strings.Join(split, ", ")))
+		if replicas := len(a.pods["result"]); replicas > 1 && len(split) < 2 {
+			return fmt.Errorf("%d result pods, but every WebSocket client is on one", replicas)
 		}
 		voters := k.Work + "/fault-voters.txt"
 		type lg struct {
@@ -431,8 +457,8 @@ func (k *Checker) CheckFaults(ctx context.Context, ns string) bool {
 			}
 			return nil
 		})
-		saw = append(saw, fmt.Sprintf("WebSocket clients: %d of %d show the final total %d after %d reconnects; /api/results %s",
-			w.seeing(final.Total), clients, final.Total, w.reconnects.Load(), final))
+		saw = append(saw, fmt.Sprintf("WebSocket clients: %d of %d show the final total %d after %d reconnects (by result pod: %s); /api/results %s",
+			w.seeing(final.Total), clients, final.Total, w.reconnects.Load(), strings.Join(w.split(), ", "), final))
 		if err != nil {
 			return err
 		}

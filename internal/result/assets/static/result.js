@@ -11,7 +11,7 @@
   const minSpan = 5 * 1000;
   const maxSpan = 10 * 60 * 1000;
 
-  let conn, connText, results, totalEl, chart, updated;
+  let conn, connText, results, totalEl, chart, updated, instanceEl;
   const rows = new Map(); // option id -> its elements
   const series = []; // [{t, counts: {id: n}, total}], oldest first
 
@@ -70,6 +70,8 @@
       totalEl.replaceChildren("No votes yet");
     }
     updated.textContent = "updated " + clock(Date.now());
+    // After a reconnect another replica may be the one pushing.
+    if (res.instance && instanceEl.textContent !== res.instance) instanceEl.textContent = res.instance;
     record(counts, res.total);
     draw();
   };
@@ -191,6 +193,7 @@
     totalEl = document.getElementById("total");
     chart = document.getElementById("history");
     updated = document.getElementById("updated");
+    instanceEl = document.getElementById("instance");
     const counts = {};
     for (const row of results.querySelectorAll(".row[data-option]")) {
       const r = {
