@@ -33,8 +33,10 @@ test: prebuild lint vuln test-go test-deploy bench-smoke e2e-apiserver e2e-compo
 prebuild:
 	scripts/prebuild
 
-## test-go: the app's tests (Chromium is installed when missing and running as root)
+## test-go: the app's tests (Chromium, and qemu for the arm64 binary, are installed when missing
+## and running as root; without them those tests fail under CI=true and are skipped otherwise)
 test-go:
+	scripts/need qemu-aarch64-static:qemu-user-static || true
 	CHROMIUM=$$(scripts/ensure-chromium || true) scripts/with-servers $(GO) test -race -count=1 ./...
 
 ## test-deploy: compose file, Dockerfile, Kubernetes manifests, Helm chart, dashboards and alerts

@@ -44,18 +44,25 @@ func startAppWith(t *testing.T, env *cmdEnv, want []string, args ...string) *tes
 	env.stdout, env.stderr = io.Discard, a.logs
 	go func() { a.done <- runWith(ctx, append([]string{"voting"}, args...), env) }()
 	t.Cleanup(func() { a.stop() })
+	a.waitListening(want, args[0])
+	return a
+}
+
+// waitListening waits until the app listens on every server in want (names from the
+// "listening" log lines); what names it in failures.
+func (a *testApp) waitListening(want []string, what string) {
+	a.t.Helper()
 	deadline := time.After(20 * time.Second)
 	for _, name := range want {
 		select {
 		case <-a.logs.listening(name):
 		case code := <-a.done:
 			a.done <- code
-			t.Fatalf("voting %s exited with %d before listening on %s; logs:\n%s", args[0], code, name, a.logs)
+			a.t.Fatalf("voting %s exited with %d before listening on %s; logs:\n%s", what, code, name, a.logs)
 		case <-deadline:
-			t.Fatalf("voting %s did not listen on %s in time; logs:\n%s", args[0], name, a.logs)
+			a.t.Fatalf("voting %s did not listen on %s in time; logs:\n%s", what, name, a.logs)
 		}
 	}
-	return a
 }
 
 // url returns the base URL of a server of the app.
@@ -250,5 +257,9 @@ func checkSeeded(t *testing.T, where string, r voting.Result) {
 
 func TestMain(m *testing.M) {
 	quietRedis(slog.New(slog.DiscardHandler))
-	os.Exit(m.Run())
+	code := m.Run()
+	if arm64.dir != "" {
+		os.RemoveAll(arm64.dir)
+	}
+	os.Exit(code)
 }

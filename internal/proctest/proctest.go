@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -15,13 +16,24 @@ import (
 )
 
 // Build compiles cmd/voting into dir and returns the binary's path.
-func Build(dir string) (string, error) {
+func Build(dir string) (string, error) { return BuildFor(dir, "") }
+
+// BuildFor compiles cmd/voting for the CPU architecture goarch (GOARCH; "" is this machine's)
+// into dir, statically as the image's binary is, and returns the binary's path.
+func BuildFor(dir, goarch string) (string, error) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("no go command to build the binary with: %w", err)
 	}
 	bin := filepath.Join(dir, "voting")
-	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/votingapp/voting/cmd/voting").CombinedOutput()
+	var env []string // nil: this process's environment
+	if goarch != "" {
+		bin += "-" + goarch
+		env = append(os.Environ(), "GOARCH="+goarch, "CGO_ENABLED=0")
+	}
+	cmd := exec.Command(gobin, "build", "-o", bin, "github.com/votingapp/voting/cmd/voting")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
