@@ -351,13 +351,12 @@ func (o *Outcome) judgeWithStore(told *Told, rc *ResultsCheck) {
 	o.Extra += int(extra)
 	o.Lost += int(deficit)
 	o.Counted = max(o.Counted-int(deficit), 0)
-	p := Problem{"extra", "", "the run's stored votes " + fmtCounts(rc.Expected), "/api/results grew by " + fmtCounts(rc.Growth)}
+	told0, grew := "the run's stored votes "+fmtCounts(rc.Expected), "/api/results grew by "+fmtCounts(rc.Growth)
 	if extra > 0 {
-		o.problem(p)
+		o.problem(Problem{"extra", "", told0, fmt.Sprintf("%s: %d more (votes of voters the run never cast for, or others voting)", grew, extra)})
 	}
 	if deficit > 0 {
-		p.Kind = "lost"
-		o.problem(p)
+		o.problem(Problem{"lost", "", told0, fmt.Sprintf("%s: %d fewer (stored votes the totals do not count)", grew, deficit)})
 	}
 }
 

@@ -68,8 +68,8 @@ func TestCompareStore(t *testing.T) {
 		{"counted for another option", "v1=a v2=b v3=b", "a=11 b=7", 2, 1, 0, 0, []string{"lost v2: accepted a; stored b"}},
 		{"a refused vote counted", "v1=a v2=a v3=b v4=c", "a=12 b=6 c=1", 3, 0, 1, 0, []string{"extra v4: refused c; stored c"}},
 		{"a lost answer counted for another option", "v1=a v2=a v3=b v5=a", "a=13 b=6", 3, 0, 1, 0, []string{"extra v5: no answer for b; stored a"}},
-		{"rows of voters never cast", "v1=a v2=a v3=b", "a=14 b=6", 3, 0, 2, 0, []string{"extra totals: the run's stored votes a=2 b=1; /api/results grew by a=4 b=1"}},
-		{"totals short of the rows", "v1=a v2=a v3=b", "a=11 b=6", 2, 1, 0, 0, []string{"lost totals: the run's stored votes a=2 b=1; /api/results grew by a=1 b=1"}},
+		{"rows of voters never cast", "v1=a v2=a v3=b", "a=14 b=6", 3, 0, 2, 0, []string{"extra totals: the run's stored votes a=2 b=1; /api/results grew by a=4 b=1: 2 more (votes of voters the run never cast for, or others voting)"}},
+		{"totals short of the rows", "v1=a v2=a v3=b", "a=11 b=6", 2, 1, 0, 0, []string{"lost totals: the run's stored votes a=2 b=1; /api/results grew by a=1 b=1: 1 fewer (stored votes the totals do not count)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
