@@ -55,6 +55,18 @@ func TestAuditEmbedded(t *testing.T) {
 			}
 		},
 	})
+
+	// --json: one object, loadgen's report (what the cluster checks read) with the audit in
+	// it. The run's own votes are judged, whatever was tampered with before.
+	code, stdout, stderr := runVoting("loadgen", "--url="+app.url("vote"), "--votes=20", "--json", "--verify", "--result-url="+app.url("result"), "--data-dir="+dir)
+	var rep struct {
+		Sent, Accepted int
+		Audit          *audit.Outcome
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 0 || rep.Sent != 20 || rep.Accepted != 20 || rep.Audit == nil ||
+		!rep.Audit.OK || rep.Audit.Counted != 20 || !rep.Audit.Settled {
+		t.Errorf("loadgen --verify --json: exit %d, %+v (%v); want exit 0, 20 sent and accepted, an audit with 20 counted:\n%s%s", code, rep, err, stdout, stderr)
+	}
 }
 
 // TestAuditSplitServices: the same against migrate, vote, worker and result as separate
