@@ -174,18 +174,20 @@ type Problem struct {
 	Stored string `json:"stored"`          // what is stored or shown
 }
 
-// maxProblems is how many problems of each kind an outcome keeps: enough to start looking,
-// few enough to read.
+// maxProblems is how many voters of each kind (lost, extra) an outcome names: enough to
+// start looking, few enough to read.
 const maxProblems = 5
 
+// problem keeps p unless maxProblems voters of its kind are kept already; a problem of the
+// totals (at most one of each kind) is always kept.
 func (o *Outcome) problem(p Problem) {
 	n := 0
 	for _, q := range o.Problems {
-		if q.Kind == p.Kind {
+		if q.Kind == p.Kind && q.Voter != "" {
 			n++
 		}
 	}
-	if n < maxProblems {
+	if n < maxProblems || p.Voter == "" {
 		o.Problems = append(o.Problems, p)
 	} else {
 		o.truncated = true
@@ -370,13 +372,15 @@ func (o *Outcome) judgeTotals(told *Told, rc *ResultsCheck) {
 	mayGain := map[string]int64{} // per option, votes that may have moved or been added there
 	for v, os := range told.Unknown {
 		final, accepted := told.Final[v]
-		if accepted {
-			mayLose[final]++
-		}
+		moves := false
 		for _, u := range os {
 			if u != final {
 				mayGain[u]++
+				moves = true
 			}
+		}
+		if accepted && moves {
+			mayLose[final]++
 		}
 	}
 	var lost, surplus int64
@@ -411,6 +415,7 @@ func counts(r *voting.Result) map[string]int64 {
 	return m
 }
 
+// union returns a map with the keys of both (its values are not used).
 func union(a, b map[string]int64) map[string]int64 {
 	m := maps.Clone(a)
 	for k, v := range b {
@@ -419,7 +424,7 @@ func union(a, b map[string]int64) map[string]int64 {
 	return m
 }
 
-// fmtCounts prints counts as "a=+3 b=-1" style "a=3 b=1", sorted by option.
+// fmtCounts prints counts as "a=3 b=1", sorted by option.
 func fmtCounts(m map[string]int64) string {
 	var b strings.Builder
 	for i, k := range slices.Sorted(maps.Keys(m)) {
@@ -446,7 +451,7 @@ func (o *Outcome) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "votes    %d accepted (the newest of each of %d voters must count), %d refused (must not count), %d failed (5xx or no answer; %d may count or not)\n",
 		o.Votes.Accepted, o.Accepted, o.Votes.Refused, o.Votes.Failed, o.Unknown)
 	if o.Store != "" {
-		fmt.Fprintf(w, "store    %s, vote by vote: %d of %d accepted voters counted (%d of them for a later vote whose answer was lost)\n",
+		fmt.Fprintf(w, "store    %s, vote by vote: %d of %d accepted voters counted; %d stored votes are ones whose answer was lost (allowed)\n",
 			o.Store, o.Counted, o.Accepted, o.UnknownCounted)
 	}
 	if rc := o.Results; rc != nil {
@@ -469,7 +474,7 @@ func (o *Outcome) WriteText(w io.Writer) {
 		}
 	}
 	if o.truncated {
-		fmt.Fprintf(w, "%-8s (at most the first %d of each kind are shown)\n", "", maxProblems)
+		fmt.Fprintf(w, "%-8s (the first %d voters of each kind are named)\n", "", maxProblems)
 	}
 	for _, n := range o.Notes {
 		fmt.Fprintf(w, "note     %s\n", n)

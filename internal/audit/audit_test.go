@@ -301,3 +301,25 @@ func TestRunWaitsForTheQueue(t *testing.T) {
 		t.Error("no error with the result service gone")
 	}
 }
+
+// TestProblemsBounded: an outcome names the first few voters of each kind, and keeps the
+// totals' problem whatever their number.
+func TestProblemsBounded(t *testing.T) {
+	tl := &Told{Cast: 20, AcceptedVotes: 10, Final: map[string]string{}, Refused: map[string][]string{}, Baseline: result("a=0")}
+	stored := map[string]voting.Vote{}
+	for i := range 10 {
+		tl.Final[fmt.Sprint("a", i)] = "a"
+		r := fmt.Sprint("r", i)
+		tl.Refused[r] = []string{"a"}
+		stored[r] = voting.Vote{VoterID: r, Option: "a"}
+	}
+	o := Compare(tl, result("a=12"), stored, Options{Store: "test"})
+	if o.Lost != 10 || o.Extra != 12 || len(o.Problems) != 2*maxProblems+1 || o.Problems[len(o.Problems)-1].Voter != "" {
+		t.Fatalf("%s, problems %+v; want lost 10, extra 12, %d voters of each kind and the totals last", o.Line(), o.Problems, maxProblems)
+	}
+	var text strings.Builder
+	o.WriteText(&text)
+	if !strings.Contains(text.String(), "(the first 5 voters of each kind are named)") {
+		t.Errorf("the text does not say that some were left out:\n%s", &text)
+	}
+}
