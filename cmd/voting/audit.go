@@ -28,7 +28,7 @@ type auditFlags struct {
 func (f *auditFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.resultURL, "result-url", "", "the result service, e.g. http://localhost:8081: its /api/results is compared with the baseline read before the first vote")
 	f.postgres.register(fs)
-	fs.StringVar(&f.dataDir, "data-dir", "", "the data directory of `voting all` on SQLite, to read its store vote by vote (read only; used when --postgres-url is empty)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "the data `directory` of voting all on SQLite, to read its store vote by vote (read only; used when --postgres-url is empty)")
 	fs.DurationVar(&f.timeout, "verify-timeout", 2*time.Minute, "how long to wait for the counts to settle (the worker records votes after they were accepted) before the verdict")
 	fs.BoolVar(&f.othersVote, "others-vote", false, "others may vote meanwhile: judge by the store alone and report /api/results without judging it (needs --postgres-url or --data-dir)")
 }
@@ -101,7 +101,7 @@ func runAudit(ctx context.Context, env *cmdEnv, args []string) error {
 		"stored vote. Prints \"cast N, accepted A, counted C, lost L, extra E\", then how it was\n"+
 		"reached and the first lost and extra votes. Exit 0 when nothing is lost or extra, 1 when\n"+
 		"something is (or the deployment cannot be read), 2 on a usage error.")
-	fs.StringVar(&voters, "voters", "", "the voters file written by `voting loadgen --voters-out`")
+	fs.StringVar(&voters, "voters", "", "the voters `file` written by voting loadgen --voters-out")
 	f.register(fs)
 	fs.StringVar(&connectTo, "connect-to", "", "host:port to connect to for --result-url, whatever its host (which still goes in the Host header): a Gateway reached by its address")
 	fs.BoolVar(&asJSON, "json", false, "print the outcome as JSON")

@@ -55,7 +55,7 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.DurationVar(&cfg.WSWait, "ws-wait", 10*time.Second, "after the last vote, wait this long at most for every client to see the final total")
 	fs.StringVar(&cfg.ConnectTo, "connect-to", "", "host:port to connect to for every request, whatever the URLs' host (which still goes in the Host header): a Gateway or Ingress reached by its address")
 	fs.DurationVar(&cfg.Retry, "retry", 0, "send a vote again after a 5xx or a failed request, for up to this long, as a person pressing the button again would (0: never)")
-	fs.StringVar(&votersOut, "voters-out", "", "write what each voter was told to this file, for `voting audit`: one \"voter_id option\" line per voter whose vote was accepted (its newest), lines for refused votes and votes whose answer was lost, and the baseline when --result-url is given")
+	fs.StringVar(&votersOut, "voters-out", "", "write what each voter was told to this `file`, for voting audit: one \"voter_id option\" line per voter whose vote was accepted (its newest), lines for refused votes and votes whose answer was lost, and the baseline when --result-url is given")
 	fs.BoolVar(&verify, "verify", false, "after casting, audit the run against --result-url (and --postgres-url or --data-dir, vote by vote): exit 1 when a vote is lost or extra")
 	af.register(fs)
 	if err := parse(fs, args, env, 0); err != nil {
