@@ -20,3 +20,8 @@ var errNoEmbeddedStore = errors.New("this build has no embedded SQLite store (bu
 func openEmbeddedStore(context.Context, string) (embeddedStore, error) {
 	return nil, errNoEmbeddedStore
 }
+
+// openEmbeddedReader refuses: see errNoEmbeddedStore.
+func openEmbeddedReader(context.Context, string) (embeddedReader, error) {
+	return nil, errNoEmbeddedStore
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/votingapp/voting/internal/audit"
 	"github.com/votingapp/voting/internal/loadgen"
+	"github.com/votingapp/voting/internal/voting"
 )
 
 func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
@@ -26,8 +29,13 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		duration  time.Duration
 		cpuprof   string
 		votersOut string
+		verify    bool
+		af        auditFlags
 	)
-	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter. With --ws-url and --ws-clients it also holds WebSocket clients open\non the result service and reports vote → push latency: from each vote's 2xx to the first\nmessage on each client whose total counts it (every vote a new voter; nothing else may vote\nmeanwhile). A progress bar is drawn when stderr is a terminal; the summary goes to stdout.")
+	fs := newFlagSet("loadgen", env, "Cast votes against a vote service and report what it answered.\n--seed casts the original app's seed: 3000 form votes, 2000 for a and 1000 for b,\neach from a new voter. With --ws-url and --ws-clients it also holds WebSocket clients open\non the result service and reports vote → push latency: from each vote's 2xx to the first\nmessage on each client whose total counts it (every vote a new voter; nothing else may vote\nmeanwhile). A progress bar is drawn when stderr is a terminal; the summary goes to stdout.\n\n"+
+		"With --verify --result-url URL it then audits the run as `voting audit` does: it waits for\n"+
+		"the counts to settle and prints \"cast N, accepted A, counted C, lost L, extra E\"; the exit\n"+
+		"code is then the audit's (0: nothing lost or extra; refused and failed votes are allowed).")
 	fs.StringVar(&cfg.URL, "url", "http://localhost:8080", "the vote service")
 	fs.IntVar(&cfg.Votes, "votes", 1000, "how many votes to cast")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "requests in flight at once")
@@ -47,9 +55,20 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.DurationVar(&cfg.WSWait, "ws-wait", 10*time.Second, "after the last vote, wait this long at most for every client to see the final total")
 	fs.StringVar(&cfg.ConnectTo, "connect-to", "", "host:port to connect to for every request, whatever the URLs' host (which still goes in the Host header): a Gateway or Ingress reached by its address")
 	fs.DurationVar(&cfg.Retry, "retry", 0, "send a vote again after a 5xx or a failed request, for up to this long, as a person pressing the button again would (0: never)")
-	fs.StringVar(&votersOut, "voters-out", "", "write each voter's last accepted vote to this file, one \"voter_id option\" line each, to check against the store")
+	fs.StringVar(&votersOut, "voters-out", "", "write what each voter was told to this `file`, for voting audit: one \"voter_id option\" line per voter whose vote was accepted (its newest), lines for refused votes and votes whose answer was lost, and the baseline when --result-url is given")
+	fs.BoolVar(&verify, "verify", false, "after casting, audit the run against --result-url (and --postgres-url or --data-dir, vote by vote): exit 1 when a vote is lost or extra")
+	af.register(fs)
 	if err := parse(fs, args, env, 0); err != nil {
 		return err
+	}
+	if verify {
+		err := af.check()
+		if af.resultURL == "" {
+			err = errors.New("--verify needs --result-url: the audit reads /api/results before the first vote and after the last")
+		}
+		if err != nil {
+			return usageError(env, "loadgen", err)
+		}
 	}
 	if seed {
 		cfg.Votes, weights, cfg.Reuse = 3000, "a=2,b=1", 0
@@ -65,6 +84,32 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	if cfg.WSClients > 0 && cfg.WSURL == "" {
 		return fmt.Errorf("--ws-clients needs --ws-url")
 	}
+	// What a voter was told is only exact when its votes were never in flight at once: two
+	// concurrent votes of one voter have no order the client could know.
+	cfg.SerialVoters = verify || votersOut != ""
+	var (
+		baseline    *voting.Result
+		resultsHTTP = audit.NewClient(cfg.ConnectTo)
+		store       audit.Store
+		storeName   string
+	)
+	if verify {
+		// Open the store first, so that a wrong URL fails before the votes, not after.
+		st, name, closeStore, err := af.openStore(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		store, storeName = st, name
+	}
+	if af.resultURL != "" && (verify || votersOut != "") {
+		b, err := audit.Results(ctx, resultsHTTP, af.resultURL)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		baseline = b
+	}
+	parent := ctx // the audit runs after --max-duration, within the caller's time
 	ctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	if cpuprof != "" {
@@ -91,17 +136,51 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 	if rep == nil {
 		return err
 	}
+	told := audit.ToldFrom(rep, baseline)
 	if votersOut != "" {
-		if werr := writeVoters(votersOut, rep.Final); werr != nil {
+		if werr := audit.WriteFile(votersOut, told); werr != nil {
 			return werr
 		}
 	}
-	if asJSON {
-		if jerr := json.NewEncoder(env.stdout).Encode(rep); jerr != nil {
+	var outcome *audit.Outcome
+	if verify {
+		if !asJSON {
+			writeSummary(env.stdout, rep) // before the wait for the counts to settle
+		}
+		o, aerr := audit.Run(parent, told, audit.Config{
+			ResultURL: af.resultURL, Client: resultsHTTP,
+			Store: store, StoreName: storeName, OthersVote: af.othersVote, Timeout: af.timeout,
+		})
+		if aerr != nil {
+			return fmt.Errorf("verify: %w", aerr)
+		}
+		outcome = o
+	}
+	switch {
+	case asJSON:
+		// One object: the report, and the audit under "audit".
+		out := struct {
+			*loadgen.Report
+			Audit *audit.Outcome `json:"audit,omitempty"`
+		}{rep, outcome}
+		if jerr := json.NewEncoder(env.stdout).Encode(out); jerr != nil {
 			return jerr
 		}
-	} else {
+	case outcome != nil:
+		outcome.WriteText(env.stdout)
+	default:
 		writeSummary(env.stdout, rep)
+	}
+	if verify {
+		// The verdict is the audit's: refused and failed votes are what a drill expects,
+		// and the contract allows them. A run that got nothing accepted proves nothing.
+		if err := verdict(outcome); err != nil {
+			return err
+		}
+		if rep.Accepted == 0 {
+			return fmt.Errorf("no vote accepted (%d sent, answers %v): nothing verified", rep.Sent, rep.ByStatus)
+		}
+		return err
 	}
 	if err != nil {
 		return err
@@ -110,16 +189,6 @@ func runLoadgen(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("%d of %d votes failed", rep.Failed, rep.Sent)
 	}
 	return nil
-}
-
-// writeVoters writes each voter's last accepted vote, sorted, one "voter option" line each.
-func writeVoters(path string, final map[string]string) error {
-	lines := make([]string, 0, len(final))
-	for v, o := range final {
-		lines = append(lines, v+" "+o+"\n")
-	}
-	sort.Strings(lines)
-	return os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644)
 }
 
 // writeSummary prints the report for people.

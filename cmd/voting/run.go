@@ -38,7 +38,8 @@ func commands() []command {
 		{"all", "run vote, worker and result in one process (embedded SQLite and queue by default)", runAll},
 		{"migrate", "apply the database migrations and exit", runMigrate},
 		{"healthcheck", "GET a URL and exit 0 on a 2xx answer (for images without curl)", runHealthcheck},
-		{"loadgen", "cast votes against a vote service (--seed: the original's 3000 votes)", runLoadgen},
+		{"loadgen", "cast votes against a vote service (--seed: the original's 3000 votes; --verify: then audit them)", runLoadgen},
+		{"audit", "compare what a loadgen run's voters were told with /api/results and the store", runAudit},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -127,6 +127,10 @@ type Report struct {
 	// voters it told an id (in a 5xx answer) but never accepted a vote of: each may have
 	// become a voter that Final does not know.
 	UnsureNew int `json:"unsure_new"`
+	// Refused holds, per voter, the options of votes answered 4xx (refused: never queued)
+	// after its last accepted one, for the voters the service told an id. A stored vote
+	// for a voter that has only refusals is one that should not be there.
+	Refused map[string][]string `json:"-"`
 	// Push is what the WebSocket clients saw, when Config.WSClients > 0.
 	Push *PushReport `json:"push,omitempty"`
 }
@@ -183,6 +187,7 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 		lastVoted = map[string]int{}  // voter -> index of its last accepted vote, for Final
 		busy      = map[string]bool{} // voters with a vote in flight, for SerialVoters
 		unsure    = map[string][]unsureVote{}
+		refused   = map[string][]unsureVote{}
 		acks      []time.Time // when each 2xx came, in order, for the push latency
 	)
 	// markUnsure notes vote i, which failed retryably, as one that may have been recorded
@@ -319,11 +324,14 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 						lastVoted[voter] = i
 						rep.Final[voter] = option
 						unsure[voter] = slices.DeleteFunc(unsure[voter], func(u unsureVote) bool { return u.i <= i })
+						refused[voter] = slices.DeleteFunc(refused[voter], func(u unsureVote) bool { return u.i <= i })
 					}
 				} else {
 					rep.Failed++
 					if retryable(status, err) {
 						markUnsure(voter, i, option, err)
+					} else if voter != "" {
+						refused[voter] = append(refused[voter], unsureVote{i, option})
 					}
 				}
 				done := rep.Sent
@@ -351,6 +359,12 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 			rep.UnsureNew++ // told its id, never accepted: Final does not know it
 		}
 	}
+	rep.Refused = map[string][]string{}
+	for v, rs := range refused {
+		for _, r := range rs {
+			rep.Refused[v] = append(rep.Refused[v], r.option)
+		}
+	}
 	slices.Sort(lat)
 	rep.P50, rep.P95, rep.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 	if len(lat) > 0 {
@@ -366,7 +380,8 @@ func Run(ctx context.Context, cfg Config, progress func(done int)) (*Report, err
 	return rep, ctx.Err()
 }
 
-// unsureVote is a vote (by its index in the run) whose outcome is unknown.
+// unsureVote is a vote (by its index in the run) whose outcome is unknown, or that was
+// refused.
 type unsureVote struct {
 	i      int
 	option string

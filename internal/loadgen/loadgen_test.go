@@ -292,3 +292,63 @@ func TestConnectTo(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefused: a vote answered 4xx is refused, never unsure; the report names, per voter
+// the service told an id, the refused votes after its last accepted one (what a stored vote
+// of that voter must not be), and forgets those an accepted vote came after.
+func TestRunRefused(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		n      int
+		events = map[string][]string{} // voter -> "a", "b" accepted, "!zzz" refused, in order
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		mu.Lock()
+		defer mu.Unlock()
+		id := ""
+		if c, err := r.Cookie("voter_id"); err == nil {
+			id = c.Value
+		} else {
+			n++
+			id = fmt.Sprint("v", n)
+		}
+		// The id comes with every answer, a refusal's too, as the vote service gives it.
+		http.SetCookie(w, &http.Cookie{Name: "voter_id", Value: id})
+		if v := r.PostForm.Get("vote"); v == "zzz" {
+			events[id] = append(events[id], "!"+v)
+			http.Error(w, "unknown option", http.StatusBadRequest)
+			return
+		}
+		events[id] = append(events[id], r.PostForm.Get("vote"))
+	}))
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Votes: 600, Concurrency: 8, Reuse: 0.6, SerialVoters: true,
+		Weights: []Weight{{"a", 1}, {"b", 1}, {"zzz", 1}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 400 || rep.ByStatus["400"] != 200 || rep.UnsureNew != 0 || len(rep.Unsure) != 0 {
+		t.Fatalf("report: %d accepted, answers %v, unsure %d new and %v; want 400 accepted, 200 refused, none unsure", rep.Accepted, rep.ByStatus, rep.UnsureNew, rep.Unsure)
+	}
+	withRefusals := 0
+	for voter, evs := range events {
+		var want []string
+		for _, e := range evs {
+			if o, ok := strings.CutPrefix(e, "!"); ok {
+				want = append(want, o)
+			} else {
+				want = nil // an accepted vote: the refusals before it no longer matter
+			}
+		}
+		if fmt.Sprint(rep.Refused[voter]) != fmt.Sprint(want) {
+			t.Errorf("voter %s (%v): refused %v, want %v", voter, evs, rep.Refused[voter], want)
+		}
+		if len(want) > 0 {
+			withRefusals++
+		}
+	}
+	if withRefusals == 0 || len(rep.Refused) != withRefusals {
+		t.Errorf("%d voters with refusals in the report, %d at the service: want the same, more than 0", len(rep.Refused), withRefusals)
+	}
+}

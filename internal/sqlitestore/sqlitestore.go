@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -111,10 +113,43 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens the database dir/voting.db that another process (`voting all`) writes,
+// to read it: nothing is created or migrated, and every connection is query_only. So a
+// mistyped directory is an error, not a new empty store that would read as "every vote
+// lost", and a reader (`voting audit`) cannot change what it checks. Record fails; Watch
+// never signals (only this process's writes would).
+func OpenReadOnly(ctx context.Context, dir string) (*Store, error) {
+	file, err := filepath.Abs(filepath.Join(dir, FileName))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite data dir: %w", err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("no SQLite store in %s: %w", dir, err)
+	}
+	// No journal_mode: the writer set WAL, which is kept in the file, and changing it is a
+	// write.
+	pragmas := url.Values{"_pragma": {
+		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+		"query_only(1)",
+	}}
+	r, err := sql.Open("sqlite", "file:"+(&url.URL{Path: filepath.ToSlash(file)}).EscapedPath()+"?"+pragmas.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", file, err)
+	}
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	s := &Store{w: r, r: r} // Record's writes meet query_only and fail
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return s, nil
+}
+
 // Close closes the watchers' channels and the database.
 func (s *Store) Close() error {
 	s.hub.Close()
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.r.Close(), s.w.Close()) // closing one DB twice (OpenReadOnly) is a no-op
 }
 
 // upsertSQL is one vote's upsert. The WHERE clause is the ordering guard that makes
@@ -227,6 +262,46 @@ func (s *Store) VoteOf(ctx context.Context, voterID string) (voting.Vote, bool, 
 	}
 	v.At = time.UnixMicro(at).UTC()
 	return v, true, nil
+}
+
+// votesOfChunk bounds the voter ids of one query of VotesOf: SQLite limits a statement's
+// parameters (32,766 since 3.32, 999 before), and a few hundred per query cost next to
+// nothing more than one query for all.
+const votesOfChunk = 500
+
+// VotesOf returns the stored votes of the voters given, by voter id; a voter without a vote
+// has no entry.
+func (s *Store) VotesOf(ctx context.Context, voterIDs []string) (map[string]voting.Vote, error) {
+	votes := make(map[string]voting.Vote, len(voterIDs))
+	for chunk := range slices.Chunk(voterIDs, votesOfChunk) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := "SELECT id, vote, voted_at FROM votes WHERE id IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
+		if err := s.votesOf(ctx, votes, q, args); err != nil {
+			return nil, classify("votes of voters", err)
+		}
+	}
+	return votes, nil
+}
+
+func (s *Store) votesOf(ctx context.Context, into map[string]voting.Vote, q string, args []any) error {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v voting.Vote
+		var at int64
+		if err := rows.Scan(&v.VoterID, &v.Option, &at); err != nil {
+			return err
+		}
+		v.At = time.UnixMicro(at).UTC()
+		into[v.VoterID] = v
+	}
+	return rows.Err()
 }
 
 // Ping checks that the database file can be read and is migrated.

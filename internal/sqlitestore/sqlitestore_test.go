@@ -183,3 +183,61 @@ func TestPing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenReadOnly: a reader of another process's file sees its votes as they are written,
+// cannot write, and never creates a store where there is none.
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	missing := filepath.Join(t.TempDir(), "typo")
+	if r, err := OpenReadOnly(ctx, missing); err == nil {
+		r.Close()
+		t.Fatal("OpenReadOnly of a directory without a store: no error")
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenReadOnly of a missing directory left %s behind (%v)", missing, err)
+	}
+
+	w, dir := newTestStore(t)
+	r, err := OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	now := voting.Now()
+	for i, o := range []string{"a", "b"} {
+		if err := w.Record(ctx, []voting.Vote{{VoterID: "v1", Option: o, At: now.Add(time.Duration(i) * time.Millisecond)}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.VotesOf(ctx, []string{"v1", "v2"})
+		if err != nil || len(got) != 1 || got["v1"].Option != o {
+			t.Fatalf("reader after the writer recorded %s: %v, %v", o, got, err)
+		}
+	}
+	if err := r.Record(ctx, []voting.Vote{{VoterID: "v2", Option: "a", At: now}}); err == nil {
+		t.Error("Record through a read-only store: no error")
+	}
+	if got, err := w.VotesOf(ctx, []string{"v2"}); err != nil || len(got) != 0 {
+		t.Errorf("after a read-only Record: %v, %v; want nothing written", got, err)
+	}
+
+	// The writer stopped (its WAL checkpointed and removed): an audit after the drill.
+	stopped := t.TempDir()
+	w2, err := Open(ctx, stopped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Record(ctx, []voting.Vote{{VoterID: "v3", Option: "b", At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := OpenReadOnly(ctx, stopped)
+	if err != nil {
+		t.Fatalf("OpenReadOnly after the writer stopped: %v", err)
+	}
+	defer r2.Close()
+	if got, err := r2.VotesOf(ctx, []string{"v3"}); err != nil || got["v3"].Option != "b" {
+		t.Fatalf("reader after the writer stopped: %v, %v", got, err)
+	}
+}

@@ -26,6 +26,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		if v, ok, err := s.VoteOf(ctx, "nobody"); err != nil || ok {
 			t.Fatalf("VoteOf(nobody) = %v, %v, %v; want no vote", v, ok, err)
 		}
+		for _, ids := range [][]string{nil, {"nobody"}} {
+			if vs, err := s.VotesOf(ctx, ids); err != nil || len(vs) != 0 {
+				t.Fatalf("VotesOf(%q) = %v, %v; want no votes", ids, vs, err)
+			}
+		}
 		mustRecord(ctx, t, s) // an empty batch is fine
 		wantTally(ctx, t, s, map[string]int64{})
 	})
@@ -371,9 +376,26 @@ func checkModel(ctx context.Context, t *testing.T, s Store, votes []voting.Vote)
 	for _, v := range votes {
 		byVoter[v.VoterID] = append(byVoter[v.VoterID], v)
 	}
+	// VotesOf reads them all at once (more than one query's worth in SQLite), with ids that
+	// have no vote and one id twice mixed in.
+	ids := []string{"nobody", "voter-none"}
+	for id := range byVoter {
+		ids = append(ids, id, "none-"+id)
+	}
+	ids = append(ids, ids[2])
+	stored, err := s.VotesOf(ctx, ids)
+	if err != nil {
+		t.Fatalf("VotesOf(%d ids): %v", len(ids), err)
+	}
+	if len(stored) != len(byVoter) {
+		t.Errorf("VotesOf(%d ids) found %d votes, want %d (one per voter)", len(ids), len(stored), len(byVoter))
+	}
 	want := map[string]int64{}
 	for _, vs := range byVoter {
 		newest := newestOf(vs)
+		if got := stored[newest.VoterID]; got.VoterID != newest.VoterID || got.Option != newest.Option || !got.At.Equal(newest.At) {
+			t.Errorf("VotesOf: vote of %s = %+v, want %+v", newest.VoterID, got, newest)
+		}
 		want[newest.Option]++
 		got, ok, err := s.VoteOf(ctx, newest.VoterID)
 		if err != nil {

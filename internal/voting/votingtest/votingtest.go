@@ -36,6 +36,9 @@ type Store interface {
 	voting.Watcher
 	// VoteOf returns the stored vote of a voter, and false when there is none.
 	VoteOf(ctx context.Context, voterID string) (voting.Vote, bool, error)
+	// VotesOf returns the stored votes of many voters at once (what an audit reads), by
+	// voter id; a voter without a vote has no entry.
+	VotesOf(ctx context.Context, voterIDs []string) (map[string]voting.Vote, error)
 }
 
 // RequireServer returns the value of the environment variable that points at a test
