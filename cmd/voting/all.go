@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 
@@ -40,7 +39,11 @@ func (c *allConfig) resolve(env *cmdEnv) error {
 	opts, proxies, pageErr := c.page.resolve(env)
 	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, proxies
 	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, proxies.ClientIP
-	return errors.Join(pageErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
+	c.vote.cfg.VersionLabel, c.vote.cfg.AccentColor = c.page.versionLabel, c.page.accentColor
+	c.result.cfg.VersionLabel, c.result.cfg.AccentColor = c.page.versionLabel, c.page.accentColor
+	// vote and result check the same version label and accent colour: a problem with one is
+	// reported once.
+	return joinUnique(pageErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
 }
 
 // runAll runs the three services in one process. Each backend is the server whose URL is
@@ -50,7 +53,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := parseConfig("all", "Run vote, worker and result in one process. Without server URLs it needs nothing\ninstalled: votes are kept in SQLite in --data-dir, the queue is in-process.", env, args, &c); err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, "all", c.common, env)
+	p, err := newProcess(ctx, "all", c.common, c.page.rollout(), env)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/votingapp/voting/internal/ratelimit"
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/web"
 )
 
 // errUsage marks a command line that could not be parsed; the flag package has already said
@@ -196,17 +198,27 @@ func maskURL(s string) string {
 	return u.Redacted()
 }
 
-// pageFlags are the flags of the services that serve a page: the poll's options, and the
+// pageFlags are the flags of the services that serve a page: the poll's options, the
 // proxies whose X-Forwarded-For names the client (vote's rate limit and result's WebSocket
-// limit per client both tell clients apart by it). `voting all` registers them once.
+// limit per client both tell clients apart by it), and the version label and accent colour
+// that tell the versions of a rollout apart on both pages. `voting all` registers them once.
 type pageFlags struct {
-	options *optionsFlag
-	proxies string
+	options      *optionsFlag
+	proxies      string
+	versionLabel string
+	accentColor  string
 }
 
 func (f *pageFlags) register(fs *flag.FlagSet) {
 	f.options = registerOptions(fs)
 	fs.StringVar(&f.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client, for --rate-limit and --max-websockets-per-client")
+	fs.StringVar(&f.versionLabel, "version-label", "", fmt.Sprintf("a name for this version (a canary, blue or green), shown as a badge on the pages, sent in the %s header of every answer and a label of voting_build_info; printable ASCII, at most %d characters; empty: none", web.VersionHeader, web.MaxVersionLabelLen))
+	fs.StringVar(&f.accentColor, "accent-color", "", "the pages' accent colour, a bar along the top and the version badge: #rgb, #rrggbb or one of "+strings.Join(web.AccentNames(), ", ")+"; a label of voting_build_info; empty: the pages' own colours")
+}
+
+// rollout is what voting_build_info says of this version.
+func (f *pageFlags) rollout() telemetry.Rollout {
+	return telemetry.Rollout{VersionLabel: f.versionLabel, AccentColor: f.accentColor}
 }
 
 // resolve returns the options and the trusted proxies. When the options are wrong it returns
@@ -225,6 +237,39 @@ func (f *pageFlags) resolve(env *cmdEnv) (voting.Options, *ratelimit.Proxies, er
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
 	return opts, proxies, errors.Join(errs...)
+}
+
+// joinUnique joins errs as errors.Join does, leaving out any error whose message came
+// before: `voting all` checks the settings vote and result share twice. Errors made by
+// errors.Join are taken apart first (recognised by their message, their parts' joined by
+// newlines; an error that wraps several with a message of its own stays whole).
+func joinUnique(errs ...error) error {
+	var out []error
+	seen := map[string]bool{}
+	var add func(err error)
+	add = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			parts := j.Unwrap()
+			msgs := make([]string, len(parts))
+			for i, e := range parts {
+				msgs[i] = e.Error()
+			}
+			if strings.Join(msgs, "\n") == err.Error() {
+				for _, e := range parts {
+					add(e)
+				}
+				return
+			}
+		}
+		if err != nil && !seen[err.Error()] {
+			seen[err.Error()] = true
+			out = append(out, err)
+		}
+	}
+	for _, err := range errs {
+		add(err)
+	}
+	return errors.Join(out...)
 }
 
 // config is a subcommand's configuration: it registers its flags and, once they are parsed,

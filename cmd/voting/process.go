@@ -56,14 +56,15 @@ type server struct {
 	ln   net.Listener
 }
 
-// newProcess builds the logger, the metrics registry and the tracer provider of a service.
-func newProcess(ctx context.Context, service string, opts common, env *cmdEnv) (*process, error) {
+// newProcess builds the logger, the metrics registry and the tracer provider of a service;
+// rollout is what its voting_build_info says of the version (empty for the worker).
+func newProcess(ctx context.Context, service string, opts common, rollout telemetry.Rollout, env *cmdEnv) (*process, error) {
 	log, err := telemetry.NewLogger(env.stderr, opts.logLevel, opts.logFormat, service)
 	if err != nil {
 		return nil, err
 	}
 	setMemoryLimit(log, memlimit.FromCgroup)
-	reg := telemetry.NewRegistry()
+	reg := telemetry.NewRegistry(rollout)
 	tp, stopTracing, err := telemetry.NewTracerProvider(ctx, env.getenv, service)
 	if err != nil {
 		return nil, err

@@ -43,6 +43,7 @@ func (c *resultConfig) register(fs *flag.FlagSet) {
 func (c *resultConfig) resolve(env *cmdEnv) error {
 	opts, proxies, pageErr := c.page.resolve(env)
 	c.result.cfg.Options, c.result.cfg.ClientAddr = opts, proxies.ClientIP
+	c.result.cfg.VersionLabel, c.result.cfg.AccentColor = c.page.versionLabel, c.page.accentColor
 	return errors.Join(pageErr, requireURL("result", "postgres-url", c.postgres.url, "the PostgreSQL store"), c.result.cfg.Validate())
 }
 
@@ -51,7 +52,7 @@ func runResult(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := parseConfig("result", "Serve the live results page from PostgreSQL.", env, args, &c); err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, "result", c.common, env)
+	p, err := newProcess(ctx, "result", c.common, c.page.rollout(), env)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ func (c *voteConfig) register(fs *flag.FlagSet) {
 func (c *voteConfig) resolve(env *cmdEnv) error {
 	opts, proxies, pageErr := c.page.resolve(env)
 	c.vote.cfg.Options, c.vote.cfg.Proxies = opts, proxies
+	c.vote.cfg.VersionLabel, c.vote.cfg.AccentColor = c.page.versionLabel, c.page.accentColor
 	var keyErr error
 	if c.vote.keyFile == "" {
 		keyErr = errNoVoterKey
@@ -53,7 +54,7 @@ func runVote(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := parseConfig("vote", "Serve the voting page; votes go to the Redis queue.", env, args, &c); err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, "vote", c.common, env)
+	p, err := newProcess(ctx, "vote", c.common, c.page.rollout(), env)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/worker"
 )
@@ -48,7 +49,7 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := parseConfig("worker", "Move votes from the Redis queue into PostgreSQL.", env, args, &c); err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, "worker", c.common, env)
+	p, err := newProcess(ctx, "worker", c.common, telemetry.Rollout{}, env)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	rolloutsv1alpha1 "github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1"
 	cnpgv1 "github.com/cloudnative-pg/api/pkg/api/v1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
@@ -31,12 +32,14 @@ import (
 var root = filepath.Join("..", "..")
 
 // decodeScheme knows the built-in Kubernetes types, the Gateway API v1 types (Gateway,
-// HTTPRoute, ...) and CloudNativePG's (Cluster), whose CRDs are not part of Kubernetes itself.
+// HTTPRoute, ...), CloudNativePG's (Cluster) and Argo Rollouts' (Rollout, AnalysisTemplate),
+// whose CRDs are not part of Kubernetes itself.
 var decodeScheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(scheme.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	utilruntime.Must(cnpgv1.AddToScheme(s))
+	utilruntime.Must(rolloutsv1alpha1.AddToScheme(s))
 	return s
 }()
 
@@ -195,6 +198,8 @@ func podTemplates(objs []object) []podTemplate {
 			tpl = &w.Spec.Template
 		case *batchv1.CronJob:
 			tpl = &w.Spec.JobTemplate.Spec.Template
+		case *rolloutsv1alpha1.Rollout: // components/argo-rollouts: vote's pods
+			tpl = &w.Spec.Template
 		case *corev1.Pod:
 			tpl = &corev1.PodTemplateSpec{ObjectMeta: w.ObjectMeta, Spec: w.Spec}
 		default:

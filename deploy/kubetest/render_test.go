@@ -30,7 +30,7 @@ func TestEveryTargetRendersAndDecodesStrictly(t *testing.T) {
 		"kustomize-tests-dev-all-components", "kustomize-tests-external-redis",
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
 		"kustomize-tests-read-only-result", "kustomize-tests-external-postgres-read-only",
-		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx",
+		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx", "kustomize-tests-argo-rollouts",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
 		"helm-shared-gateway", "helm-ingress-nginx",
 	} {
@@ -53,6 +53,11 @@ func TestStrictDecodingCatchesMistakes(t *testing.T) {
 		"misspelt Gateway field": "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: x\n" +
 			"spec:\n  gatewayClassName: traefik\n  listener: []\n",
 		"unknown API group version": "apiVersion: gateway.networking.k8s.io/v9\nkind: HTTPRoute\nmetadata:\n  name: x\n",
+		// And Argo Rollouts' (components/argo-rollouts).
+		"misspelt Rollout field": "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: x\n" +
+			"spec:\n  strategy:\n    canary:\n      step: []\n",
+		"misspelt AnalysisTemplate field": "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata:\n  name: x\n" +
+			"spec:\n  metrics:\n    - name: m\n      successCondtion: \"true\"\n",
 	} {
 		if _, err := decodeStrict([]byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)
@@ -102,6 +107,12 @@ func TestHelmSchemaRejectsMistakes(t *testing.T) {
 			map[string]any{"namespace": "gw"}}}}, "name"},
 		{"bad route timeout", map[string]any{"gateway": map[string]any{"requestTimeout": "15 seconds"}}, "requestTimeout"},
 		{"bad listener port", map[string]any{"gateway": map[string]any{"listenerPort": 0}}, "listenerPort"},
+		{"version label too long", map[string]any{"versionLabel": "a-version-label-of-thirty-three-c"}, "versionLabel"},
+		{"version label not ASCII", map[string]any{"versionLabel": "grün"}, "versionLabel"},
+		{"version label with a newline", map[string]any{"versionLabel": "v2\nX-Injected: 1"}, "versionLabel"},
+		{"accent colour that is none", map[string]any{"accentColor": "#fff;} body{display:none"}, "accentColor"},
+		{"accent colour of four digits", map[string]any{"accentColor": "#abcd"}, "accentColor"},
+		{"accent colour name unknown", map[string]any{"accentColor": "lime"}, "accentColor"},
 		{"unknown edge selector key", map[string]any{"networkPolicy": map[string]any{"gateway": map[string]any{
 			"podLabels": map[string]any{"a": "b"}}}}, "podLabels"},
 	}

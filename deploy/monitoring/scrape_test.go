@@ -33,8 +33,8 @@ var redisOnly = map[string]bool{"voting_queue_memory_bytes": true, "voting_queue
 
 // TestMetricsExistInScrape runs the real binary (`voting all` on the embedded store and queue),
 // casts votes including a refused one, scrapes /metrics and checks that every metric read by
-// the rules and the dashboard is there: a query of a metric that does not exist returns no data
-// and an alert on it never fires, which no parser can catch.
+// the rules, the dashboard and the canary analysis is there: a query of a metric that does not
+// exist returns no data and an alert on it never fires, which no parser can catch.
 func TestMetricsExistInScrape(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the app")
@@ -59,6 +59,14 @@ func TestMetricsExistInScrape(t *testing.T) {
 		if e := parseExpr(t, q.where, substitute(q.expr)); e != nil {
 			for _, n := range metricNames(t, q.where, e) {
 				wanted[n] = append(wanted[n], "dashboard "+q.where)
+			}
+		}
+	}
+	for name, q := range analysisQueries(t, canaryArgs) {
+		where := "the canary analysis's " + name
+		if e := parseExpr(t, where, q); e != nil {
+			for _, n := range metricNames(t, where, e) {
+				wanted[n] = append(wanted[n], where)
 			}
 		}
 	}

@@ -79,15 +79,17 @@ type app struct {
 	t                         *testing.T
 	dataDir                   string
 	voteAddr, resultAddr, adm string
+	args                      []string // more flags of `voting all`
 	cmd                       *exec.Cmd
 	exited                    chan struct{}
 	logs                      *proctest.Buffer
 }
 
-func startApp(t *testing.T) *app {
+// startApp starts `voting all` with the flags every test needs, then args.
+func startApp(t *testing.T, args ...string) *app {
 	t.Helper()
 	requireBrowser(t) // the binary is built only when there is a browser to test it with
-	a := &app{t: t, dataDir: t.TempDir(), logs: &proctest.Buffer{}}
+	a := &app{t: t, dataDir: t.TempDir(), logs: &proctest.Buffer{}, args: args}
 	a.voteAddr, a.resultAddr, a.adm = proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 	a.start()
 	t.Cleanup(func() {
@@ -102,8 +104,8 @@ func startApp(t *testing.T) *app {
 // start runs the binary and waits until both pages answer.
 func (a *app) start() {
 	a.t.Helper()
-	a.cmd = exec.Command(binary, "all", "--data-dir="+a.dataDir, "--log-format=text", "--log-level=debug",
-		"--vote-addr="+a.voteAddr, "--result-addr="+a.resultAddr, "--admin-addr="+a.adm)
+	a.cmd = exec.Command(binary, append([]string{"all", "--data-dir=" + a.dataDir, "--log-format=text", "--log-level=debug",
+		"--vote-addr=" + a.voteAddr, "--result-addr=" + a.resultAddr, "--admin-addr=" + a.adm}, a.args...)...)
 	a.cmd.Env = append(os.Environ(), "VOTING_OPTIONS=a=Cats,b=Dogs")
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {

@@ -17,7 +17,7 @@ func (s *Service) renderPage(res voting.Result) []byte {
 	p.Raw(`<main>
   <header>
     <div>
-      <p class="eyebrow">Live results</p>
+`).VersionBadge(s.cfg.VersionLabel).Raw(`      <p class="eyebrow">Live results</p>
       <h1>`).Join(labels, ` <span class="vs">vs</span> `).Raw(`</h1>
     </div>
     <p id="connection" class="conn connecting" role="status" hidden><span class="dot" aria-hidden="true"></span><span class="text">Connecting…</span></p>

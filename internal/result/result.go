@@ -49,6 +49,12 @@ type Config struct {
 	// ClientAddr names the client of a request for MaxClientsPerAddr: the TCP peer, or the
 	// address a trusted proxy forwarded. nil means the TCP peer.
 	ClientAddr func(*http.Request) netip.Addr
+	// VersionLabel names the version on the page (a badge) and in the X-Voting-Version header
+	// of every answer, as vote's does; "" shows nothing. See web.CheckVersionLabel.
+	VersionLabel string
+	// AccentColor colours a bar along the top of the page and the version badge: #rgb,
+	// #rrggbb or a name of web.AccentNames; "" keeps the page's own colours.
+	AccentColor string
 }
 
 // Validate reports every problem of the configuration at once.
@@ -63,6 +69,12 @@ func (c Config) Validate() error {
 	if c.MaxClients < 0 || c.MaxClientsPerAddr < 0 {
 		errs = append(errs, fmt.Errorf("WebSocket client limits %d and %d must not be negative (0: no limit)", c.MaxClients, c.MaxClientsPerAddr))
 	}
+	if err := web.CheckVersionLabel(c.VersionLabel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := web.ParseAccentColor(c.AccentColor); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -73,6 +85,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("poll_interval", c.PollInterval),
 		slog.Int("max_websockets", c.MaxClients),
 		slog.Int("max_websockets_per_client", c.MaxClientsPerAddr),
+		slog.String("version_label", c.VersionLabel),
+		slog.String("accent_color", c.AccentColor),
 	)
 }
 
@@ -116,6 +130,9 @@ func New(cfg Config, store Store, log *slog.Logger, reg prometheus.Registerer) (
 
 	static, err := web.Assets(assetsFS)
 	if err != nil {
+		return nil, fmt.Errorf("result: %w", err)
+	}
+	if err := static.SetAccent(cfg.AccentColor); err != nil {
 		return nil, fmt.Errorf("result: %w", err)
 	}
 	s := &Service{

@@ -3,6 +3,8 @@ package result
 import (
 	"embed"
 	"net/http"
+
+	"github.com/votingapp/voting/internal/web"
 )
 
 //go:embed assets
@@ -15,5 +17,6 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/results", s.serveResults)
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
 	mux.Handle("GET /static/", s.static)
-	return mux
+	// Every answer names the version, the WebSocket handshake included.
+	return web.WithVersion(s.cfg.VersionLabel, mux)
 }

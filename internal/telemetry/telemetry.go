@@ -73,18 +73,31 @@ func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
 }
 
+// Rollout is what voting_build_info says of a process besides its build: the version label
+// and accent colour a deployment gives the services that serve a page (--version-label,
+// --accent-color), so that dashboards and a canary analysis can split by version. Both are
+// empty for the worker, and wherever they are not set.
+type Rollout struct {
+	VersionLabel string
+	AccentColor  string
+}
+
 // NewRegistry returns a Prometheus registry with the Go runtime and process collectors and
 // voting_build_info. One registry per process: the global default registry would make a
 // second server in one test process panic on duplicate registration.
-func NewRegistry() *prometheus.Registry {
+//
+// voting_build_info always has the labels version_label and accent_color, empty when not set
+// (Prometheus then stores no such label), so every process exports the same label names.
+func NewRegistry(r Rollout) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "voting_build_info",
-			Help:        "Always 1; the labels say which build is running.",
-			ConstLabels: prometheus.Labels{"version": buildinfo.Version(), "commit": buildinfo.Commit()},
+			Name: "voting_build_info",
+			Help: "Always 1; the labels say which build is running, and under which version label and accent colour (--version-label, --accent-color).",
+			ConstLabels: prometheus.Labels{"version": buildinfo.Version(), "commit": buildinfo.Commit(),
+				"version_label": r.VersionLabel, "accent_color": r.AccentColor},
 		}, func() float64 { return 1 }),
 	)
 	return reg

@@ -19,8 +19,7 @@ type pageData struct {
 func (s *Service) renderPage(d pageData) []byte {
 	opts := s.cfg.Options
 	p := new(web.Page).Head(strings.Join(opts.Labels(), " vs ")+" — vote", s.static, "vote.css", "vote.js")
-	p.Raw(`<main>
-  <p class="eyebrow">Cast your vote</p>
+	p.Raw("<main>\n").VersionBadge(s.cfg.VersionLabel).Raw(`  <p class="eyebrow">Cast your vote</p>
   <h1 id="question">`).Join(opts.Labels(), ` <span class="vs">vs</span> `).Raw(`</h1>
   <form id="ballot" method="post" action="/" aria-labelledby="question" aria-describedby="status" data-choice="`).Text(d.Choice).Raw(`"`)
 	if d.Choice != "" {

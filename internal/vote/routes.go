@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/votingapp/voting/internal/ratelimit"
+	"github.com/votingapp/voting/internal/web"
 )
 
 //go:embed assets
@@ -32,5 +33,6 @@ func (s *Service) Handler() http.Handler {
 		isVote := func(r *http.Request) bool { return r.Method == http.MethodPost }
 		h = ratelimit.Middleware(s.limiter, s.cfg.Proxies, isVote, s.rateLimited.Inc, h)
 	}
-	return h
+	// Outermost, so that every answer names the version, a 403 or 429 included.
+	return web.WithVersion(s.cfg.VersionLabel, h)
 }

@@ -46,10 +46,18 @@ type Config struct {
 	// Proxies are the proxies whose X-Forwarded-For names the client for the rate limit; nil
 	// trusts none (the TCP peer is the client).
 	Proxies *ratelimit.Proxies
+	// VersionLabel names the version on the page (a badge) and in the X-Voting-Version header
+	// of every answer, so that the versions of a rollout can be told apart; "" shows nothing.
+	// See web.CheckVersionLabel for what it may be.
+	VersionLabel string
+	// AccentColor colours a bar along the top of the page and the version badge: #rgb,
+	// #rrggbb or a name of web.AccentNames; "" keeps the page's own colours.
+	AccentColor string
 }
 
-// Validate reports every problem of the settings at once: the options and the rate limit.
-// The voter keys, read from a file rather than set, are checked by New (and ParseVoterKeys).
+// Validate reports every problem of the settings at once: the options, the rate limit, the
+// version label and the accent colour. The voter keys, read from a file rather than set, are
+// checked by New (and ParseVoterKeys).
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Options) < 2 {
@@ -60,6 +68,12 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("rate burst %d must be at least 1 with a rate limit", c.RateBurst))
+	}
+	if err := web.CheckVersionLabel(c.VersionLabel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := web.ParseAccentColor(c.AccentColor); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -72,6 +86,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("rate_limit", c.RateLimit),
 		slog.Int("rate_burst", c.RateBurst),
 		slog.String("trusted_proxies", c.Proxies.String()),
+		slog.String("version_label", c.VersionLabel),
+		slog.String("accent_color", c.AccentColor),
 	)
 }
 
@@ -129,6 +145,9 @@ func New(cfg Config, pub voting.Publisher, log *slog.Logger, reg prometheus.Regi
 	}
 	static, err := web.Assets(assetsFS)
 	if err != nil {
+		return nil, fmt.Errorf("vote: %w", err)
+	}
+	if err := static.SetAccent(cfg.AccentColor); err != nil {
 		return nil, fmt.Errorf("vote: %w", err)
 	}
 	s := &Service{

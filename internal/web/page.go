@@ -50,8 +50,9 @@ func (p *Page) Bytes() []byte {
 
 // Head starts a page of the app: the document head with the page title, the favicon, and
 // the service's stylesheet and script (by their versioned URLs), then the opening body tag.
+// When static has an accent colour (Static.SetAccent), its stylesheet follows the service's.
 func (p *Page) Head(title string, static *Static, css, js string) *Page {
-	return p.Raw(`<!DOCTYPE html>
+	p.Raw(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -60,7 +61,12 @@ func (p *Page) Head(title string, static *Static, css, js string) *Page {
 <title>`).Text(title).Raw(`</title>
 <link rel="icon" href="`).Text(static.URL("favicon.svg")).Raw(`" type="image/svg+xml">
 <link rel="stylesheet" href="`).Text(static.URL(css)).Raw(`">
-<script src="`).Text(static.URL(js)).Raw(`" defer></script>
+`)
+	if static.has(AccentStylesheet) {
+		p.Raw(`<link rel="stylesheet" href="`).Text(static.URL(AccentStylesheet)).Raw(`">
+`)
+	}
+	return p.Raw(`<script src="`).Text(static.URL(js)).Raw(`" defer></script>
 </head>
 <body>
 `)

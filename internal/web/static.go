@@ -46,14 +46,36 @@ func NewStatic(fsys fs.FS, prefix string) (*Static, error) {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		s.files[p] = staticFile{data: b, hash: hex.EncodeToString(sum[:6])}
+		s.add(p, b)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read assets: %w", err)
 	}
 	return s, nil
+}
+
+func (s *Static) add(name string, b []byte) {
+	sum := sha256.Sum256(b)
+	s.files[name] = staticFile{data: b, hash: hex.EncodeToString(sum[:6])}
+}
+
+// SetAccent adds the stylesheet of an accent colour (see ParseAccentColor) as
+// AccentStylesheet, which Page.Head then links after the page's own. "" adds nothing, so the
+// page stays exactly as it is without one. Call it before rendering the pages.
+func (s *Static) SetAccent(color string) error {
+	hex, err := ParseAccentColor(color)
+	if err != nil || hex == "" {
+		return err
+	}
+	s.add(AccentStylesheet, accentCSS(hex))
+	return nil
+}
+
+// has reports whether the asset exists.
+func (s *Static) has(name string) bool {
+	_, ok := s.files[name]
+	return ok
 }
 
 // URL returns the versioned URL of an asset, for the pages. It panics on an unknown name: the
