@@ -62,12 +62,13 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	// shutdown once the vote server has stopped taking votes.
 	var pub voting.Publisher
 	var consumer voting.Consumer
+	var stats func(context.Context) (voting.QueueStats, error)
 	if c.redis.url != "" {
 		q, err := openRedisQueue(ctx, p, c.redis, c.worker.delivery)
 		if err != nil {
 			return err
 		}
-		pub, consumer = q, q.Consumer(consumerName())
+		pub, consumer, stats = q, q.Consumer(consumerName()), q.Stats
 	} else {
 		q := memqueue.New(memqueue.Config{ClaimTimeout: c.worker.delivery.claimTimeout, MaxDeliveries: c.worker.delivery.maxDeliveries,
 			Logger: p.log, OnDeadLetter: p.queueMetrics().DeadLettered})
@@ -76,7 +77,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 			q.Close()
 			return q.Drain(ctx)
 		}
-		pub, consumer = q, q.Consumer("all")
+		pub, consumer, stats = q, q.Consumer("all"), q.Stats
 	}
 
 	// The store: PostgreSQL, migrated here since nothing else runs `voting migrate` in
@@ -111,7 +112,7 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := addVote(p, c.vote, c.dataDir, pub); err != nil {
 		return err
 	}
-	if err := addWorker(p, c.common, c.worker, consumer, st); err != nil {
+	if err := addWorker(p, c.common, c.worker, consumer, stats, st); err != nil {
 		return err
 	}
 	if err := addResult(p, c.result, st); err != nil {

@@ -63,16 +63,22 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := addWorker(p, c.common, c.worker, q.Consumer(consumerName()), st); err != nil {
+	if err := addWorker(p, c.common, c.worker, q.Consumer(consumerName()), q.Stats, st); err != nil {
 		return err
 	}
 	return p.run(ctx)
 }
 
-// addWorker adds the worker to p: its loop, and its consumer closed when p stops.
-func addWorker(p *process, c common, f workerFlags, con voting.Consumer, rec voting.Recorder) error {
+// addWorker adds the worker to p: its loop, and its consumer closed when p stops. stats is
+// the queue's, for the backlog the worker reports to the store.
+func addWorker(p *process, c common, f workerFlags, con voting.Consumer, stats func(context.Context) (voting.QueueStats, error), rec voting.Recorder) error {
 	cfg := f.cfg
 	cfg.StopTimeout, cfg.OnDeadLetter, cfg.Tracer = c.shutdownTimeout, p.queueMetrics().DeadLettered, p.tracerFor("worker")
+	cfg.Instance = instance()
+	cfg.Backlog = func(ctx context.Context) (int64, error) {
+		s, err := stats(ctx)
+		return s.Length, err
+	}
 	w, err := worker.New(cfg, con, rec, p.log, p.reg)
 	if err != nil {
 		return err

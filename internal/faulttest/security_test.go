@@ -45,7 +45,7 @@ func (sys *system) roles() (appURL, readerURL string) {
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO voting",
 		"CREATE ROLE voting_reader LOGIN PASSWORD '" + readerSecret + "'",
 		"GRANT USAGE ON SCHEMA public TO voting_reader",
-		"GRANT SELECT ON vote_counts, tally_trace TO voting_reader",
+		"GRANT SELECT ON vote_counts, tally_trace, worker_status TO voting_reader",
 		"ALTER ROLE voting_reader SET default_transaction_read_only = on",
 	} {
 		sys.pg.query(sql)

@@ -323,3 +323,56 @@ func classify(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w: %w", what, voting.ErrUnavailable, err)
 }
+
+// reportStatusSQL replaces a worker's status and forgets workers not seen for a day (pods
+// that are gone); $2 is the age of its last record in microseconds, NULL for none since it
+// started, which keeps the stored one.
+const reportStatusSQL = `
+WITH gone AS (DELETE FROM worker_status WHERE seen_at < now() - interval '1 day')
+INSERT INTO worker_status AS s (worker, seen_at, recorded_at, backlog)
+VALUES ($1, now(), now() - make_interval(secs => $2::bigint / 1e6), $3)
+ON CONFLICT (worker) DO UPDATE SET seen_at = EXCLUDED.seen_at,
+    recorded_at = coalesce(EXCLUDED.recorded_at, s.recorded_at), backlog = EXCLUDED.backlog`
+
+// ReportStatus keeps the worker's status (see voting.StatusKeeper).
+func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error {
+	var ago *int64
+	if recorded >= 0 {
+		us := recorded.Microseconds()
+		ago = &us
+	}
+	var bl *int64
+	if backlog >= 0 {
+		bl = &backlog
+	}
+	_, err := s.pool.Exec(ctx, reportStatusSQL, worker, ago, bl)
+	return classify("report worker status", err)
+}
+
+// WorkerStatuses returns the statuses of the workers seen within the last day, their ages
+// measured on the database's clock.
+func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, error) {
+	rows, err := s.pool.Query(ctx, `SELECT worker,
+		extract(epoch FROM now() - seen_at) * 1e6,
+		coalesce(extract(epoch FROM now() - recorded_at) * 1e6, -1),
+		coalesce(backlog, -1)
+		FROM worker_status WHERE seen_at >= now() - interval '1 day' ORDER BY worker`)
+	if err != nil {
+		return nil, classify("worker statuses", err)
+	}
+	var out []voting.WorkerStatus
+	var st voting.WorkerStatus
+	var seen, recorded float64
+	_, err = pgx.ForEachRow(rows, []any{&st.Worker, &seen, &recorded, &st.Backlog}, func() error {
+		st.Seen, st.Recorded = time.Duration(seen)*time.Microsecond, time.Duration(recorded)*time.Microsecond
+		if recorded < 0 {
+			st.Recorded = -1
+		}
+		out = append(out, st)
+		return nil
+	})
+	if err != nil {
+		return nil, classify("worker statuses", err)
+	}
+	return out, nil
+}

@@ -25,15 +25,15 @@ const (
 func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 	// The page carries the current numbers, so it is complete without JavaScript; the
 	// script then keeps it live over the WebSocket.
-	res := voting.Result{}
+	var snap snapshot
 	if b := s.hub.snapshot(); b != nil {
-		_ = json.Unmarshal(b, &res) // our own encoding of a voting.Result
+		_ = json.Unmarshal(b, &snap) // our own encoding
 	} else {
-		res = s.cfg.Options.Result(nil)
+		snap.Result = s.cfg.Options.Result(nil)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(s.renderPage(res))
+	_, _ = w.Write(s.renderPage(snap))
 }
 
 // serveResults answers the latest snapshot. It never queries the store itself: Run keeps the

@@ -4,14 +4,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
 )
 
-// renderPage renders the results page with the numbers of res (see web.Page for why it is
+// renderPage renders the results page with the numbers of snap (see web.Page for why it is
 // Go code), so it is complete without JavaScript; the script (assets/static/result.js) then
 // keeps it live over the WebSocket, and draws the votes-over-time chart it fills in.
-func (s *Service) renderPage(res voting.Result) []byte {
+func (s *Service) renderPage(snap snapshot) []byte {
+	res := snap.Result
 	labels := s.cfg.Options.Labels()
 	p := new(web.Page).Head(strings.Join(labels, " vs ")+" — results", s.static, "result.css", "result.js")
 	p.Raw(`<main>
@@ -42,7 +42,14 @@ func (s *Service) renderPage(res voting.Result) []byte {
 	} else {
 		p.Raw(`No votes yet`)
 	}
+	// Whether counting is up to date (see pipeline): a quiet line when it is, plain words
+	// when not; hidden until the first tally says.
 	p.Raw(`</p>
+  <p id="pipeline" class="pipeline" role="status" data-state="`).Text(snap.Pipeline.State).Raw(`"`)
+	if snap.Pipeline.State == "" {
+		p.Raw(` hidden`)
+	}
+	p.Raw(`>`).Text(snap.Pipeline.Message).Raw(`</p>
   <noscript><p class="total">Reload the page to see new votes.</p></noscript>
   <figure id="timeline" hidden>
     <figcaption><span class="title">Votes over time</span>

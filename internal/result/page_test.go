@@ -31,7 +31,7 @@ func TestPageShowsTheNumbersAndEscapesLabels(t *testing.T) {
 			`<span id="total-count">3</span> votes in total`,
 		}},
 	} {
-		page := string(s.renderPage(opts.Result(tc.counts)))
+		page := string(s.renderPage(snapshot{Result: opts.Result(tc.counts)}))
 		for _, want := range append(tc.want,
 			`<title>&lt;i&gt;Cats&lt;/i&gt; vs Dogs &amp; &#34;co&#34; — results</title>`,
 			`<h1>&lt;i&gt;Cats&lt;/i&gt; <span class="vs">vs</span> Dogs &amp; &#34;co&#34;</h1>`,

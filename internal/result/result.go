@@ -105,6 +105,7 @@ type Service struct {
 	static *web.Static
 
 	firstTally chan struct{} // closed after the first tally is published
+	statusLog  sync.Once     // the workers' status could not be read: said once
 
 	tallyErrors    prometheus.Counter
 	sent           prometheus.Counter
@@ -188,7 +189,9 @@ func (s *Service) Run(ctx context.Context) error {
 	changes := s.store.Watch(ctx)
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
-	var last []byte
+	var last []byte    // the snapshot published last, encoded
+	var shown snapshot // and as it was read
+	var lost time.Time // when reading the store began to fail; zero while it works
 	var lastNewest time.Time
 	var notBefore time.Time // pacing of broadcasts, see pace
 	for {
@@ -199,13 +202,35 @@ func (s *Service) Run(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 		}
-		if b, t, err := s.read(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		snap, t, err := s.read(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil:
 			s.tallyErrors.Inc()
 			s.log.Warn("read tally", "err", err)
-		} else if !bytes.Equal(b, last) {
+			if lost.IsZero() {
+				lost = time.Now()
+			}
+			// The clients keep the last numbers, told that they may be out of date.
+			if last != nil {
+				shown.Pipeline = storeLost(lost)
+				if b, err := json.Marshal(shown); err == nil && !bytes.Equal(b, last) {
+					last = b
+					s.dropped.Add(float64(s.hub.publish(b)))
+				}
+			}
+		default:
+			lost = time.Time{}
+			b, err := json.Marshal(snap)
+			if err != nil {
+				s.log.Error("encode the result", "err", err)
+				break
+			}
+			if bytes.Equal(b, last) {
+				break
+			}
+			shown = snap
 			first := last == nil
 			last = b
 			newer := t.Newest.After(lastNewest)
@@ -243,23 +268,31 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // snapshot is what /api/results answers and every WebSocket message carries: the result,
-// and which process sent it.
+// which process sent it, and whether counting is up to date.
 type snapshot struct {
 	voting.Result
-	Instance string `json:"instance,omitempty"`
+	Instance string   `json:"instance,omitempty"`
+	Pipeline pipeline `json:"pipeline"`
 }
 
-// read returns the encoded snapshot and the tally it comes from.
-func (s *Service) read(ctx context.Context) ([]byte, voting.Tally, error) {
+// read returns the snapshot and the tally it comes from. The workers' statuses come from the
+// same store when it keeps them; failing to read them only makes the pipeline unknown.
+func (s *Service) read(ctx context.Context) (snapshot, voting.Tally, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	t, err := s.store.Tally(ctx)
 	if err != nil {
-		return nil, voting.Tally{}, err
+		return snapshot{}, voting.Tally{}, err
 	}
 	s.updated.SetToCurrentTime()
-	b, err := json.Marshal(snapshot{s.cfg.Options.Result(t.Counts), s.cfg.Instance})
-	return b, t, err
+	r := s.cfg.Options.Result(t.Counts)
+	var statuses []voting.WorkerStatus
+	if keeper, ok := s.store.(voting.StatusKeeper); ok {
+		if statuses, err = keeper.WorkerStatuses(ctx); err != nil {
+			s.statusLog.Do(func() { s.log.Warn("read the workers' status (the page says counting is not known)", "err", err) })
+		}
+	}
+	return snapshot{r, s.cfg.Instance, assess(r.Total, statuses, err)}, t, nil
 }
 
 // Ready reports whether the service has a tally to show; readiness includes it so that a

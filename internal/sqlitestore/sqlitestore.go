@@ -407,3 +407,52 @@ func retryBusy(ctx context.Context, f func() error) error {
 		}
 	}
 }
+
+// ReportStatus keeps the worker's status (see voting.StatusKeeper), and forgets workers not
+// seen for a day.
+func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error {
+	now := time.Now()
+	var at, bl any // NULL unless known
+	if recorded >= 0 {
+		at = now.Add(-recorded).UnixMicro()
+	}
+	if backlog >= 0 {
+		bl = backlog
+	}
+	err := retryBusy(ctx, func() error {
+		_, err := s.w.ExecContext(ctx, `INSERT INTO worker_status (worker, seen_at, recorded_at, backlog) VALUES (?, ?, ?, ?)
+			ON CONFLICT (worker) DO UPDATE SET seen_at = excluded.seen_at,
+				recorded_at = coalesce(excluded.recorded_at, worker_status.recorded_at), backlog = excluded.backlog`,
+			worker, now.UnixMicro(), at, bl)
+		if err == nil {
+			_, err = s.w.ExecContext(ctx, "DELETE FROM worker_status WHERE seen_at < ?", now.Add(-24*time.Hour).UnixMicro())
+		}
+		return err
+	})
+	return classify("report worker status", err)
+}
+
+// WorkerStatuses returns the statuses of the workers seen within the last day.
+func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, error) {
+	now := time.Now()
+	rows, err := s.r.QueryContext(ctx, `SELECT worker, seen_at, coalesce(recorded_at, -1), coalesce(backlog, -1)
+		FROM worker_status WHERE seen_at >= ? ORDER BY worker`, now.Add(-24*time.Hour).UnixMicro())
+	if err != nil {
+		return nil, classify("worker statuses", err)
+	}
+	defer rows.Close()
+	var out []voting.WorkerStatus
+	for rows.Next() {
+		var st voting.WorkerStatus
+		var seen, recorded int64
+		if err := rows.Scan(&st.Worker, &seen, &recorded, &st.Backlog); err != nil {
+			return nil, classify("worker statuses", err)
+		}
+		st.Seen, st.Recorded = now.Sub(time.UnixMicro(seen)), -1
+		if recorded >= 0 {
+			st.Recorded = now.Sub(time.UnixMicro(recorded))
+		}
+		out = append(out, st)
+	}
+	return out, classify("worker statuses", rows.Err())
+}

@@ -198,6 +198,31 @@ type Watcher interface {
 	Watch(ctx context.Context) <-chan struct{}
 }
 
+// WorkerStatus is what a worker last reported to the store about counting. The result
+// service never talks to the queue (the network policies keep it from Redis), so each worker
+// says, in the store both can reach, when it last recorded votes and how many wait. Ages, not
+// times: the store measures them against its own clock, so clocks of the machines that write
+// and read do not matter.
+type WorkerStatus struct {
+	Worker string // the worker's instance name (its pod's)
+	// Seen is how long ago the worker last reported.
+	Seen time.Duration
+	// Recorded is how long ago it last recorded votes; negative: not since it started.
+	Recorded time.Duration
+	// Backlog is how many votes waited in the queue when it last looked; negative: unknown.
+	Backlog int64
+}
+
+// StatusKeeper keeps each worker's latest status, one per worker, and reads them back (the
+// ones seen within the last day).
+type StatusKeeper interface {
+	// ReportStatus replaces the worker's status: seen now, votes last recorded recorded
+	// ago (negative: not since it started, which keeps what an earlier report said), backlog
+	// votes waiting (negative: unknown).
+	ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error
+	WorkerStatuses(ctx context.Context) ([]WorkerStatus, error)
+}
+
 // Pinger checks that a dependency can be reached. Adapters implement it for readiness.
 type Pinger interface {
 	Ping(ctx context.Context) error

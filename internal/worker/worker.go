@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,15 @@ type Config struct {
 	OnDeadLetter func(kind string)
 	// Tracer makes each traced vote's spans; nil means no tracing.
 	Tracer trace.Tracer
+	// Instance names the worker in the status it reports (its pod's name). The worker
+	// reports, every StatusEvery, when it last recorded votes and how many wait (Backlog),
+	// when Instance is set and the store keeps statuses (voting.StatusKeeper): the result
+	// page tells from them whether counting is up to date.
+	Instance string
+	// Backlog returns how many votes wait in the queue; nil: unknown.
+	Backlog func(ctx context.Context) (int64, error)
+	// StatusEvery is how often the status is reported; 0 means every 2 s.
+	StatusEvery time.Duration
 }
 
 // Validate reports every problem of the configuration at once. Zero values mean the
@@ -45,6 +55,9 @@ func (c Config) Validate() error {
 	}
 	if c.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("stop timeout %s must not be negative (0: the default, 10s)", c.StopTimeout))
+	}
+	if c.StatusEvery < 0 {
+		errs = append(errs, fmt.Errorf("status interval %s must not be negative (0: the default, 2s)", c.StatusEvery))
 	}
 	return errors.Join(errs...)
 }
@@ -60,6 +73,9 @@ type Worker struct {
 	consumer voting.Consumer
 	rec      voting.Recorder
 	log      *slog.Logger
+
+	// recorded is when the worker last recorded a batch (UnixNano), 0 before the first.
+	recorded atomic.Int64
 
 	processed   prometheus.Counter
 	storeErrors prometheus.Counter
@@ -84,6 +100,9 @@ func New(cfg Config, c voting.Consumer, rec voting.Recorder, log *slog.Logger, r
 	}
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.StatusEvery == 0 {
+		cfg.StatusEvery = 2 * time.Second
 	}
 	w := &Worker{
 		cfg: cfg, consumer: c, rec: rec, log: log,
@@ -134,10 +153,44 @@ func (w *Worker) Run(ctx context.Context) error {
 	// have.
 	batches := make(chan []voting.Delivery)
 	go w.receive(ctx, batches)
+	if keeper, ok := w.rec.(voting.StatusKeeper); ok && w.cfg.Instance != "" {
+		go w.reportStatus(ctx, keeper)
+	}
 	for ds := range batches {
 		w.handle(ctx, stopCtx, ds)
 	}
 	return nil
+}
+
+// reportStatus tells the store, every StatusEvery until ctx is done, when the worker last
+// recorded votes and how many wait in the queue. A failed report is only logged at debug
+// level: a store or queue that cannot be reached already shows in readiness and in the
+// batches' retries, and the result page says that no worker has reported.
+func (w *Worker) reportStatus(ctx context.Context, keeper voting.StatusKeeper) {
+	tick := time.NewTicker(w.cfg.StatusEvery)
+	defer tick.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, w.cfg.StatusEvery)
+		backlog := int64(-1)
+		if w.cfg.Backlog != nil {
+			if n, err := w.cfg.Backlog(rctx); err == nil {
+				backlog = n
+			}
+		}
+		recorded := time.Duration(-1)
+		if at := w.recorded.Load(); at != 0 {
+			recorded = time.Since(time.Unix(0, at))
+		}
+		if err := keeper.ReportStatus(rctx, w.cfg.Instance, recorded, backlog); err != nil && ctx.Err() == nil {
+			w.log.Debug("report status", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // receive hands batches to Run until ctx is done or the queue is closed and drained, then
@@ -210,6 +263,7 @@ func (w *Worker) record(ctx context.Context, ds []voting.Delivery) error {
 	if err != nil {
 		return err
 	}
+	w.recorded.Store(now.UnixNano())
 	w.writeTime.Observe(now.Sub(start).Seconds())
 	w.batchSize.Observe(float64(len(ds)))
 	for _, v := range votes {

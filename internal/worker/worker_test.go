@@ -194,3 +194,49 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestReportsStatus: the worker reports to the store, every StatusEvery, how many votes wait
+// and when it last recorded some: while the store refuses every batch, votes wait and nothing
+// is recorded; once it takes them, nothing waits and the last record is recent.
+func TestReportsStatus(t *testing.T) {
+	lite, err := sqlitestore.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	st := &flakyStore{Store: lite, err: voting.ErrUnavailable}
+	st.failures.Store(1 << 30)
+	q := memqueue.New(memqueue.Config{})
+	cfg := worker.Config{BatchSize: 50, StopTimeout: time.Second, Instance: "worker-1", StatusEvery: 20 * time.Millisecond,
+		Backlog: func(ctx context.Context) (int64, error) {
+			s, err := q.Stats(ctx)
+			return s.Length, err
+		}}
+	w, err := worker.New(cfg, q.Consumer("w"), st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	publish(t, q, 120, func(i int) string { return fmt.Sprint("v", i) })
+	status := func() voting.WorkerStatus {
+		s, err := st.WorkerStatuses(context.Background())
+		if err != nil || len(s) > 1 {
+			t.Fatalf("WorkerStatuses = %v, %v; want the one worker", s, err)
+		}
+		if len(s) == 0 {
+			return voting.WorkerStatus{} // not reported yet
+		}
+		return s[0]
+	}
+	waitFor(t, "a report of 120 votes waiting, none recorded", func() bool {
+		s := status()
+		return s.Worker == "worker-1" && s.Backlog == 120 && s.Recorded < 0
+	})
+	st.failures.Store(0)
+	waitFor(t, "a report of nothing waiting, votes just recorded", func() bool {
+		s := status()
+		return s.Backlog == 0 && s.Recorded >= 0 && s.Recorded < 5*time.Second && s.Seen < 5*time.Second
+	})
+}

@@ -39,6 +39,7 @@ type Store interface {
 	// VotesOf returns the stored votes of many voters at once (what an audit reads), by
 	// voter id; a voter without a vote has no entry.
 	VotesOf(ctx context.Context, voterIDs []string) (map[string]voting.Vote, error)
+	voting.StatusKeeper
 }
 
 // RequireServer returns the value of the environment variable that points at a test

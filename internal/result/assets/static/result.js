@@ -11,7 +11,7 @@
   const minSpan = 5 * 1000;
   const maxSpan = 10 * 60 * 1000;
 
-  let conn, connText, results, totalEl, chart, updated, instanceEl;
+  let conn, connText, results, totalEl, chart, updated, instanceEl, pipelineEl;
   const rows = new Map(); // option id -> its elements
   const series = []; // [{t, counts: {id: n}, total}], oldest first
 
@@ -70,6 +70,12 @@
       totalEl.replaceChildren("No votes yet");
     }
     updated.textContent = "updated " + clock(Date.now());
+    // Whether counting is up to date (an older server sends no pipeline: the line stays).
+    if (res.pipeline) {
+      pipelineEl.dataset.state = res.pipeline.state;
+      pipelineEl.textContent = res.pipeline.message;
+      pipelineEl.hidden = false;
+    }
     // After a reconnect another replica may be the one pushing.
     if (res.instance && instanceEl.textContent !== res.instance) instanceEl.textContent = res.instance;
     record(counts, res.total);
@@ -194,6 +200,7 @@
     chart = document.getElementById("history");
     updated = document.getElementById("updated");
     instanceEl = document.getElementById("instance");
+    pipelineEl = document.getElementById("pipeline");
     const counts = {};
     for (const row of results.querySelectorAll(".row[data-option]")) {
       const r = {
