@@ -12,11 +12,12 @@ import (
 	"github.com/votingapp/voting/internal/voting"
 )
 
-// countDeltas returns how many rows wait in vote_count_deltas.
+// countDeltas returns how many parts of the counts wait to be folded: the rows of
+// vote_count_parts beyond one per option.
 func countDeltas(t *testing.T, dsn string) int {
 	t.Helper()
 	var n int
-	if err := mustConnect(t, dsn).QueryRow(context.Background(), "SELECT count(*) FROM vote_count_deltas").Scan(&n); err != nil {
+	if err := mustConnect(t, dsn).QueryRow(context.Background(), "SELECT count(*) - count(DISTINCT option) FROM vote_count_parts").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -52,16 +53,16 @@ func TestWritersDoNotWaitForEachOther(t *testing.T) {
 	wantCounts(t, s, map[string]int64{"a": 2, "b": 2})
 }
 
-// TestFold checks that the deltas are folded into vote_totals without changing a count: by an
-// explicit fold, and by the writers themselves (about one statement in 32), so that they stay
-// few however many votes are recorded.
+// TestFold checks that the parts of the counts are folded into one row per option without
+// changing a count: by an explicit fold, and by the writers themselves (about one statement in
+// 32), so that they stay few however many votes are recorded.
 func TestFold(t *testing.T) {
 	s, dsn := newTestStore(t)
 	ctx := context.Background()
 	c := mustConnect(t, dsn)
 	base := voting.Now()
 	// 600 batches: each statement fires two triggers (insert and update), 1,200 chances to
-	// fold; without any fold, 1,200 delta rows would wait.
+	// fold; without any fold, 1,200 parts would wait.
 	for i := range 600 {
 		option := []string{"a", "b", "c"}[i%3]
 		mustRecordVotes(t, s, []voting.Vote{{VoterID: fmt.Sprint("v", i%400), Option: option, At: base.Add(time.Duration(i) * time.Millisecond)}})
@@ -77,13 +78,13 @@ func TestFold(t *testing.T) {
 	}
 	wantCounts(t, s, want)
 	if n := countDeltas(t, dsn); n >= 300 {
-		t.Errorf("%d delta rows after 600 batches: the writers do not fold", n)
+		t.Errorf("%d parts waiting after 600 batches: the writers do not fold", n)
 	}
 	if _, err := c.Exec(ctx, "SELECT fold_vote_counts()"); err != nil {
 		t.Fatal(err)
 	}
 	if n := countDeltas(t, dsn); n != 0 {
-		t.Errorf("%d delta rows after a fold, want 0", n)
+		t.Errorf("%d parts waiting after a fold, want 0", n)
 	}
 	wantCounts(t, s, want)
 	got, err := queryCounts(ctx, c, "SELECT vote, count(*) FROM votes GROUP BY vote")
@@ -96,7 +97,7 @@ func TestFold(t *testing.T) {
 }
 
 // TestFoldDoesNotWait: while one transaction folds, another's fold returns at once and leaves
-// the deltas for later; a writer never waits for a fold.
+// the parts for later; a writer never waits for a fold.
 func TestFoldDoesNotWait(t *testing.T) {
 	s, dsn := newTestStore(t)
 	ctx := context.Background()
@@ -117,7 +118,7 @@ func TestFoldDoesNotWait(t *testing.T) {
 		t.Fatalf("a fold while another folds: %v (it waited)", err)
 	}
 	if n := countDeltas(t, dsn); n == 0 {
-		t.Error("the second fold moved the deltas while the first held the fold")
+		t.Error("the second fold folded while the first held the fold")
 	}
 	wantCounts(t, s, map[string]int64{"a": 2})
 	if err := tx.Commit(ctx); err != nil {
@@ -127,7 +128,7 @@ func TestFoldDoesNotWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := countDeltas(t, dsn); n != 0 {
-		t.Errorf("%d delta rows after the fold, want 0", n)
+		t.Errorf("%d parts waiting after the fold, want 0", n)
 	}
 	wantCounts(t, s, map[string]int64{"a": 2})
 }
