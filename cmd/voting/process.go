@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/web"
 )
@@ -29,6 +30,7 @@ type process struct {
 	queue   *telemetry.QueueMetrics // nil in processes without a queue
 	tracer  trace.TracerProvider
 	checks  []web.Check
+	faults  *fault.Set // the drill faults of the process's services, on the admin port's /faults
 
 	servers []*server
 	loops   []namedLoop
@@ -72,7 +74,7 @@ func newProcess(ctx context.Context, service string, opts common, rollout teleme
 	if env.tracing != nil {
 		tp = env.tracing
 	}
-	p := &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg), tracer: tp}
+	p := &process{opts: opts, log: log, reg: reg, metrics: web.NewMetrics(reg), tracer: tp, faults: fault.NewSet(log, reg)}
 	p.onClose("the trace exporter (sending the last spans to the collector)", func() {
 		// Flush the spans still buffered; an unreachable collector must not hold up exit.
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -172,7 +174,7 @@ func (p *process) run(ctx context.Context) (err error) {
 		}
 	}()
 	health := web.NewHealth(p.log, p.reg, p.checks...)
-	if err := p.listen("admin", p.opts.adminAddr, web.AdminHandler(health, p.reg, p.opts.pprof)); err != nil {
+	if err := p.listen("admin", p.opts.adminAddr, web.AdminHandler(health, p.reg, p.opts.pprof, map[string]http.Handler{"/faults": p.faults.Handler()})); err != nil {
 		return err
 	}
 

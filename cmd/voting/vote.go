@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/vote"
 	"github.com/votingapp/voting/internal/voting"
 )
@@ -14,9 +15,12 @@ type voteFlags struct {
 	cfg     vote.Config
 	addr    string
 	keyFile string
+	faults  fault.Flags
 }
 
 func (f *voteFlags) register(fs *flag.FlagSet) {
+	f.faults = fault.Flags{}
+	f.faults.Register(fs, vote.Faults...)
 	fs.StringVar(&f.addr, "vote-addr", ":8080", "address of the voting page")
 	fs.Float64Var(&f.cfg.RateLimit, "rate-limit", 0, "votes per second allowed from one client address after --rate-burst at once; 0: no limit (set it for public demos)")
 	fs.IntVar(&f.cfg.RateBurst, "rate-burst", 10, "votes one client address may cast at once before --rate-limit applies")
@@ -76,8 +80,11 @@ func addVote(p *process, f voteFlags, dataDir string, pub voting.Publisher) erro
 	if err != nil {
 		return err
 	}
+	if err := p.faults.Add(f.faults, vote.Faults...); err != nil {
+		return err
+	}
 	cfg := f.cfg
-	cfg.Instance, cfg.Tracer, cfg.VoterKeys = instance(), p.tracerFor("vote"), keys
+	cfg.Instance, cfg.Tracer, cfg.VoterKeys, cfg.Faults = instance(), p.tracerFor("vote"), keys, p.faults
 	svc, err := vote.New(cfg, pub, p.log, p.reg)
 	if err != nil {
 		return err

@@ -28,7 +28,7 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
 	b, ok := s.pages[d.Choice]
-	if d.Error != "" || !ok {
+	if d.Drills = s.cfg.Faults.Notices(); d.Error != "" || !ok || d.Drills != nil {
 		b = s.renderPage(d)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -109,6 +109,9 @@ func (s *Service) cast(r *http.Request, voter *voter, option string) (voting.Vot
 	}
 	if !s.cfg.Options.Has(option) {
 		return voting.Vote{}, voting.ErrInvalidOption
+	}
+	if err := s.injectFaults(r.Context()); err != nil {
+		return voting.Vote{}, err
 	}
 	ctx, span := s.cfg.Tracer.Start(r.Context(), "publish vote", s.publishSpan...)
 	defer span.End()

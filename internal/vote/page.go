@@ -11,6 +11,7 @@ import (
 type pageData struct {
 	Choice string // the option this browser voted for, "" before voting
 	Error  string
+	Drills []string // the notices of the drill faults that are on (never in the cached pages)
 }
 
 // renderPage renders the voting page (see web.Page for why it is Go code). Without
@@ -19,7 +20,7 @@ type pageData struct {
 func (s *Service) renderPage(d pageData) []byte {
 	opts := s.cfg.Options
 	p := new(web.Page).Head(strings.Join(opts.Labels(), " vs ")+" — vote", s.static, "vote.css", "vote.js")
-	p.Raw("<main>\n").VersionBadge(s.cfg.VersionLabel).Raw(`  <p class="eyebrow">Cast your vote</p>
+	p.Raw("<main>\n").VersionBadge(s.cfg.VersionLabel).DrillNotices(d.Drills).Raw(`  <p class="eyebrow">Cast your vote</p>
   <h1 id="question">`).Join(opts.Labels(), ` <span class="vs">vs</span> `).Raw(`</h1>
   <form id="ballot" method="post" action="/" aria-labelledby="question" aria-describedby="status" data-choice="`).Text(d.Choice).Raw(`"`)
 	if d.Choice != "" {

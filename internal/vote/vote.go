@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/ratelimit"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
@@ -50,6 +51,9 @@ type Config struct {
 	// of every answer, so that the versions of a rollout can be told apart; "" shows nothing.
 	// See web.CheckVersionLabel for what it may be.
 	VersionLabel string
+	// Faults are the drill faults of the process (Faults defines the vote service's); nil:
+	// none.
+	Faults *fault.Set
 	// AccentColor colours a bar along the top of the page and the version badge: #rgb,
 	// #rrggbb or a name of web.AccentNames; "" keeps the page's own colours.
 	AccentColor string

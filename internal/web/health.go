@@ -153,10 +153,14 @@ func (h *Health) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 
 // AdminHandler returns the admin listener's routes: /livez (the process answers; never
 // checks dependencies, so an outage of Redis does not turn into a restart loop), /readyz,
-// /metrics, and /debug/pprof/ when pprofOn is set. It is its own mux: nothing is ever put on
-// http.DefaultServeMux, and the public ports serve only the app.
-func AdminHandler(h *Health, gatherer prometheus.Gatherer, pprofOn bool) http.Handler {
+// /metrics, /debug/pprof/ when pprofOn is set, and more (the drill faults' /faults). It is its
+// own mux: nothing is ever put on http.DefaultServeMux, and the public ports serve only the
+// app.
+func AdminHandler(h *Health, gatherer prometheus.Gatherer, pprofOn bool, more map[string]http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	for pattern, handler := range more {
+		mux.Handle(pattern, handler)
+	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

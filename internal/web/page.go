@@ -71,3 +71,12 @@ func (p *Page) Head(title string, static *Static, css, js string) *Page {
 <body>
 `)
 }
+
+// DrillNotices writes a notice for each drill fault that is on (package fault), so that a
+// person who sees errors or slowness during a drill knows it is one, not a bug.
+func (p *Page) DrillNotices(notices []string) *Page {
+	for _, n := range notices {
+		p.Raw(`<p class="drill" role="alert">`).Text(n).Raw("</p>\n")
+	}
+	return p
+}
