@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"slices"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/pgstore"
 	"github.com/votingapp/voting/internal/result"
 	"github.com/votingapp/voting/internal/voting"
+	"github.com/votingapp/voting/internal/worker"
 )
 
 // allConfig is `voting all`'s configuration: every service's flags, each once, and the
@@ -43,8 +47,16 @@ func (c *allConfig) resolve(env *cmdEnv) error {
 	c.result.cfg.VersionLabel, c.result.cfg.AccentColor = c.page.versionLabel, c.page.accentColor
 	// vote and result check the same version label and accent colour: a problem with one is
 	// reported once.
-	return joinUnique(pageErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate())
+	var exitErr error
+	if _, ok := c.worker.faults[worker.FaultExitAfter]; ok && c.redis.url == "" {
+		exitErr = errExitInProcess
+	}
+	return joinUnique(pageErr, c.vote.cfg.Validate(), c.result.cfg.Validate(), c.worker.validate(), exitErr)
 }
+
+// errExitInProcess refuses worker-exit-after where it would lose votes: the in-process queue
+// lives in the process that the fault ends, with the votes it holds.
+var errExitInProcess = errors.New("--fault-worker-exit-after needs a queue that outlives the process (--redis-url, or the split worker): the in-process queue would lose the votes it holds")
 
 // runAll runs the three services in one process. Each backend is the server whose URL is
 // given, or else the embedded one: SQLite in --data-dir, and the in-process queue.
@@ -112,7 +124,11 @@ func runAll(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := addVote(p, c.vote, c.dataDir, pub); err != nil {
 		return err
 	}
-	if err := addWorker(p, c.common, c.worker, consumer, stats, st); err != nil {
+	workerFaults := worker.Faults
+	if c.redis.url == "" { // see errExitInProcess: the fault is not offered at run time either
+		workerFaults = slices.DeleteFunc(slices.Clone(worker.Faults), func(d fault.Def) bool { return d.Name == worker.FaultExitAfter })
+	}
+	if err := addWorker(p, c.common, c.worker, consumer, stats, st, workerFaults); err != nil {
 		return err
 	}
 	if err := addResult(p, c.result, st); err != nil {

@@ -6,13 +6,15 @@ import (
 	"flag"
 	"time"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/result"
 )
 
 // resultFlags are the result service's own flags, parsed into its Config (result and all).
 type resultFlags struct {
-	cfg  result.Config
-	addr string
+	cfg    result.Config
+	addr   string
+	faults fault.Flags
 }
 
 func (f *resultFlags) register(fs *flag.FlagSet) {
@@ -22,6 +24,8 @@ func (f *resultFlags) register(fs *flag.FlagSet) {
 	// limit of the deployments); 1,000 from one address leaves room for a big NAT, and
 	// takes ten addresses to fill a process.
 	fs.IntVar(&f.cfg.MaxClients, "max-websockets", 10000, "most WebSocket clients result serves at once; more are answered 503 (0: no limit)")
+	f.faults = fault.Flags{}
+	f.faults.Register(fs, result.Faults...)
 	fs.IntVar(&f.cfg.MaxClientsPerAddr, "max-websockets-per-client", 1000, "most WebSocket clients result serves at once from one client address (IPv4 address or IPv6 /64; behind a proxy, list it in --trusted-proxies); more are answered 503 (0: no limit)")
 }
 
@@ -70,8 +74,11 @@ func runResult(ctx context.Context, env *cmdEnv, args []string) error {
 // addResult adds the result service to p: its readiness (a first tally read), its loop and
 // its listener.
 func addResult(p *process, f resultFlags, st result.Store) error {
+	if err := p.faults.Add(f.faults, result.Faults...); err != nil {
+		return err
+	}
 	cfg := f.cfg
-	cfg.Instance, cfg.Tracer = instance(), p.tracerFor("result")
+	cfg.Instance, cfg.Tracer, cfg.Faults = instance(), p.tracerFor("result"), p.faults
 	svc, err := result.New(cfg, st, p.log, p.reg)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/worker"
@@ -15,11 +16,14 @@ import (
 type workerFlags struct {
 	cfg      worker.Config
 	delivery deliveryFlags
+	faults   fault.Flags
 }
 
 func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", 500, "most votes the worker records in one transaction")
 	f.delivery.register(fs)
+	f.faults = fault.Flags{}
+	f.faults.Register(fs, worker.Faults...)
 }
 
 func (f *workerFlags) validate() error { return errors.Join(f.cfg.Validate(), f.delivery.validate()) }
@@ -63,17 +67,21 @@ func runWorker(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := addWorker(p, c.common, c.worker, q.Consumer(consumerName()), q.Stats, st); err != nil {
+	if err := addWorker(p, c.common, c.worker, q.Consumer(consumerName()), q.Stats, st, worker.Faults); err != nil {
 		return err
 	}
 	return p.run(ctx)
 }
 
 // addWorker adds the worker to p: its loop, and its consumer closed when p stops. stats is
-// the queue's, for the backlog the worker reports to the store.
-func addWorker(p *process, c common, f workerFlags, con voting.Consumer, stats func(context.Context) (voting.QueueStats, error), rec voting.Recorder) error {
+// the queue's, for the backlog the worker reports to the store; faults are the worker's
+// faults this process offers.
+func addWorker(p *process, c common, f workerFlags, con voting.Consumer, stats func(context.Context) (voting.QueueStats, error), rec voting.Recorder, faults []fault.Def) error {
+	if err := p.faults.Add(f.faults, faults...); err != nil {
+		return err
+	}
 	cfg := f.cfg
-	cfg.StopTimeout, cfg.OnDeadLetter, cfg.Tracer = c.shutdownTimeout, p.queueMetrics().DeadLettered, p.tracerFor("worker")
+	cfg.StopTimeout, cfg.OnDeadLetter, cfg.Tracer, cfg.Faults = c.shutdownTimeout, p.queueMetrics().DeadLettered, p.tracerFor("worker"), p.faults
 	cfg.Instance = instance()
 	cfg.Backlog = func(ctx context.Context) (int64, error) {
 		s, err := stats(ctx)

@@ -170,8 +170,10 @@ func TestHelmReachesEveryFlag(t *testing.T) {
 		"drainDelay": "7s", "shutdownTimeout": "11s", "stream": "ballots", "pprof": true,
 		"trustedProxies": "10.0.0.0/8", "versionLabel": "v2 canary", "accentColor": "#0a7d4f",
 		"vote":   map[string]any{"rateLimit": 2.5, "rateBurst": 30, "faults": map[string]any{"errorRatio": 0.2, "latency": "150ms"}},
-		"worker": map[string]any{"batchSize": 250, "claimTimeout": "45s", "maxDeliveries": 7},
-		"result": map[string]any{"maxWebsockets": 2000000, "maxWebsocketsPerClient": 50, "pollInterval": "2s"},
+		"worker": map[string]any{"batchSize": 250, "claimTimeout": "45s", "maxDeliveries": 7,
+			"faults": map[string]any{"batchDelay": "2s", "stall": true, "exitAfter": 1000}},
+		"result": map[string]any{"maxWebsockets": 2000000, "maxWebsocketsPerClient": 50, "pollInterval": "2s",
+			"faults": map[string]any{"pushStop": true, "pushDelay": "3s"}},
 	}
 	want := map[string]string{
 		"options": "x=X,y=Y", "log-level": "debug", "log-format": "text", "drain-delay": "7s",
@@ -179,6 +181,8 @@ func TestHelmReachesEveryFlag(t *testing.T) {
 		"version-label": "v2 canary", "accent-color": "#0a7d4f",
 		"rate-limit": "2.5", "rate-burst": "30", "fault-vote-error-ratio": "0.2", "fault-vote-latency": "150ms",
 		"batch-size": "250", "claim-timeout": "45s",
+		"fault-worker-batch-delay": "2s", "fault-worker-stall": "true", "fault-worker-exit-after": "1000",
+		"fault-result-push-stop": "true", "fault-result-push-delay": "3s",
 		"max-deliveries": "7", "max-websockets": "2000000", "max-websockets-per-client": "50", "poll-interval": "2s",
 	}
 	y, err := render.RenderHelm(root+"/deploy/helm/voting", nil, set)

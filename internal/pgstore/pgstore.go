@@ -329,13 +329,13 @@ func classify(what string, err error) error {
 // started, which keeps the stored one.
 const reportStatusSQL = `
 WITH gone AS (DELETE FROM worker_status WHERE seen_at < now() - interval '1 day')
-INSERT INTO worker_status AS s (worker, seen_at, recorded_at, backlog)
-VALUES ($1, now(), now() - make_interval(secs => $2::bigint / 1e6), $3)
+INSERT INTO worker_status AS s (worker, seen_at, recorded_at, backlog, drills)
+VALUES ($1, now(), now() - make_interval(secs => $2::bigint / 1e6), $3, $4)
 ON CONFLICT (worker) DO UPDATE SET seen_at = EXCLUDED.seen_at,
-    recorded_at = coalesce(EXCLUDED.recorded_at, s.recorded_at), backlog = EXCLUDED.backlog`
+    recorded_at = coalesce(EXCLUDED.recorded_at, s.recorded_at), backlog = EXCLUDED.backlog, drills = EXCLUDED.drills`
 
 // ReportStatus keeps the worker's status (see voting.StatusKeeper).
-func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error {
+func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64, drills []string) error {
 	var ago *int64
 	if recorded >= 0 {
 		us := recorded.Microseconds()
@@ -345,7 +345,7 @@ func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.D
 	if backlog >= 0 {
 		bl = &backlog
 	}
-	_, err := s.pool.Exec(ctx, reportStatusSQL, worker, ago, bl)
+	_, err := s.pool.Exec(ctx, reportStatusSQL, worker, ago, bl, strings.Join(drills, "\n"))
 	return classify("report worker status", err)
 }
 
@@ -355,7 +355,7 @@ func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, erro
 	rows, err := s.pool.Query(ctx, `SELECT worker,
 		extract(epoch FROM now() - seen_at) * 1e6,
 		coalesce(extract(epoch FROM now() - recorded_at) * 1e6, -1),
-		coalesce(backlog, -1)
+		coalesce(backlog, -1), drills
 		FROM worker_status WHERE seen_at >= now() - interval '1 day' ORDER BY worker`)
 	if err != nil {
 		return nil, classify("worker statuses", err)
@@ -363,11 +363,13 @@ func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, erro
 	var out []voting.WorkerStatus
 	var st voting.WorkerStatus
 	var seen, recorded float64
-	_, err = pgx.ForEachRow(rows, []any{&st.Worker, &seen, &recorded, &st.Backlog}, func() error {
+	var drills string
+	_, err = pgx.ForEachRow(rows, []any{&st.Worker, &seen, &recorded, &st.Backlog, &drills}, func() error {
 		st.Seen, st.Recorded = time.Duration(seen)*time.Microsecond, time.Duration(recorded)*time.Microsecond
 		if recorded < 0 {
 			st.Recorded = -1
 		}
+		st.Drills = splitDrills(drills)
 		out = append(out, st)
 		return nil
 	})
@@ -375,4 +377,12 @@ func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, erro
 		return nil, classify("worker statuses", err)
 	}
 	return out, nil
+}
+
+// splitDrills reads the drills column: the notices, one a line.
+func splitDrills(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }

@@ -31,6 +31,12 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 	} else {
 		snap.Result = s.cfg.Options.Result(nil)
 	}
+	// The drills on now, not as of the snapshot: result-push-stop holds the snapshot back.
+	var statuses []voting.WorkerStatus
+	if p := s.statuses.Load(); p != nil {
+		statuses = *p
+	}
+	snap.Drills = s.drills(statuses)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(s.renderPage(snap))

@@ -15,6 +15,7 @@ func (s *Service) renderPage(snap snapshot) []byte {
 	labels := s.cfg.Options.Labels()
 	p := new(web.Page).Head(strings.Join(labels, " vs ")+" — results", s.static, "result.css", "result.js")
 	p.Raw(`<main>
+  <div id="drills">`).DrillNotices(snap.Drills).Raw(`</div>
   <header>
     <div>
 `).VersionBadge(s.cfg.VersionLabel).Raw(`      <p class="eyebrow">Live results</p>

@@ -7,12 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/votingapp/voting/internal/fault"
+	"github.com/votingapp/voting/internal/sqlitestore"
 	"github.com/votingapp/voting/internal/voting"
 )
 
@@ -108,4 +111,84 @@ func TestStoreLostKeepsTheNumbers(t *testing.T) {
 		t.Fatalf("with the store gone: %+v; want the last numbers (3) and state %s", s, pipelineStoreLost)
 	}
 	t.Logf("the page says: %s", s.Pipeline.Message)
+}
+
+// TestResultFaults: with result-push-stop on, new numbers do not reach /api/results but the
+// page says a drill is on; off, they do. A worker's drill, reported with its status, shows in
+// the snapshot.
+func TestResultFaults(t *testing.T) {
+	st, err := sqlitestore.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opts, _ := voting.ParseOptions("a=Cats,b=Dogs")
+	faults := fault.NewSet(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err := faults.Add(nil, Faults...); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{Options: opts, PollInterval: 50 * time.Millisecond, Faults: faults}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go svc.Run(ctx)
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	get := func(path string) string {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	results := func() snapshot {
+		var s snapshot
+		_ = json.Unmarshal([]byte(get("/api/results")), &s)
+		return s
+	}
+	wait := func(what string, ok func(snapshot) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for s := results(); !ok(s); s = results() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: %+v", what, s)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	record := func(id string) {
+		if err := st.Record(ctx, []voting.Vote{{VoterID: id, Option: "a", At: voting.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("v1")
+	wait("the first vote", func(s snapshot) bool { return s.Total == 1 })
+
+	if err := faults.Set(FaultPushStop, "true"); err != nil {
+		t.Fatal(err)
+	}
+	record("v2")
+	time.Sleep(300 * time.Millisecond) // six polls
+	if s := results(); s.Total != 1 {
+		t.Fatalf("with %s on, /api/results shows %d votes, want the 1 of before", FaultPushStop, s.Total)
+	}
+	if page := get("/"); !strings.Contains(page, "A drill is on: this page gets no new numbers until it ends") {
+		t.Error("the page does not say the pushes are stopped")
+	}
+	if err := faults.Set(FaultPushStop, "false"); err != nil {
+		t.Fatal(err)
+	}
+	wait("the second vote, once pushes resume", func(s snapshot) bool { return s.Total == 2 && len(s.Drills) == 0 })
+
+	if err := st.ReportStatus(ctx, "worker-1", 0, 0, []string{"A drill is on in a worker: it has stopped taking votes from the queue."}); err != nil {
+		t.Fatal(err)
+	}
+	record("v3")
+	wait("the worker's drill", func(s snapshot) bool {
+		return len(s.Drills) == 1 && s.Drills[0] == "A drill is on in a worker: it has stopped taking votes from the queue."
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 	"github.com/votingapp/voting/internal/web"
@@ -39,6 +41,9 @@ type Config struct {
 	// Tracer makes the push span, in the trace of the newest vote the push shows; nil means
 	// no tracing.
 	Tracer trace.Tracer
+	// Faults are the drill faults of the process (Faults defines the result service's);
+	// nil: none.
+	Faults *fault.Set
 	// MaxClients bounds the WebSocket clients connected at once; a handshake past it is
 	// answered 503. Each client holds some 4-7 KiB (docs/reliability.md), so the bound keeps
 	// a flood of sockets inside the process's memory. 0 means no bound.
@@ -106,6 +111,9 @@ type Service struct {
 
 	firstTally chan struct{} // closed after the first tally is published
 	statusLog  sync.Once     // the workers' status could not be read: said once
+	// statuses are the workers' statuses of the last read, for the page's drill notices
+	// (which must show even while a drill stops the pushes).
+	statuses atomic.Pointer[[]voting.WorkerStatus]
 
 	tallyErrors    prometheus.Counter
 	sent           prometheus.Counter
@@ -227,7 +235,7 @@ func (s *Service) Run(ctx context.Context) error {
 				s.log.Error("encode the result", "err", err)
 				break
 			}
-			if bytes.Equal(b, last) {
+			if bytes.Equal(b, last) || !s.holdPush(ctx) {
 				break
 			}
 			shown = snap
@@ -273,6 +281,7 @@ type snapshot struct {
 	voting.Result
 	Instance string   `json:"instance,omitempty"`
 	Pipeline pipeline `json:"pipeline"`
+	Drills   []string `json:"drills,omitempty"` // the drill faults that are on (faults.go)
 }
 
 // read returns the snapshot and the tally it comes from. The workers' statuses come from the
@@ -292,7 +301,8 @@ func (s *Service) read(ctx context.Context) (snapshot, voting.Tally, error) {
 			s.statusLog.Do(func() { s.log.Warn("read the workers' status (the page says counting is not known)", "err", err) })
 		}
 	}
-	return snapshot{r, s.cfg.Instance, assess(r.Total, statuses, err)}, t, nil
+	s.statuses.Store(&statuses)
+	return snapshot{r, s.cfg.Instance, assess(r.Total, statuses, err), s.drills(statuses)}, t, nil
 }
 
 // Ready reports whether the service has a tally to show; readiness includes it so that a

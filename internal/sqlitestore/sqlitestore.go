@@ -410,7 +410,7 @@ func retryBusy(ctx context.Context, f func() error) error {
 
 // ReportStatus keeps the worker's status (see voting.StatusKeeper), and forgets workers not
 // seen for a day.
-func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error {
+func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64, drills []string) error {
 	now := time.Now()
 	var at, bl any // NULL unless known
 	if recorded >= 0 {
@@ -420,10 +420,10 @@ func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.D
 		bl = backlog
 	}
 	err := retryBusy(ctx, func() error {
-		_, err := s.w.ExecContext(ctx, `INSERT INTO worker_status (worker, seen_at, recorded_at, backlog) VALUES (?, ?, ?, ?)
+		_, err := s.w.ExecContext(ctx, `INSERT INTO worker_status (worker, seen_at, recorded_at, backlog, drills) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (worker) DO UPDATE SET seen_at = excluded.seen_at,
-				recorded_at = coalesce(excluded.recorded_at, worker_status.recorded_at), backlog = excluded.backlog`,
-			worker, now.UnixMicro(), at, bl)
+				recorded_at = coalesce(excluded.recorded_at, worker_status.recorded_at), backlog = excluded.backlog, drills = excluded.drills`,
+			worker, now.UnixMicro(), at, bl, strings.Join(drills, "\n"))
 		if err == nil {
 			_, err = s.w.ExecContext(ctx, "DELETE FROM worker_status WHERE seen_at < ?", now.Add(-24*time.Hour).UnixMicro())
 		}
@@ -435,7 +435,7 @@ func (s *Store) ReportStatus(ctx context.Context, worker string, recorded time.D
 // WorkerStatuses returns the statuses of the workers seen within the last day.
 func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, error) {
 	now := time.Now()
-	rows, err := s.r.QueryContext(ctx, `SELECT worker, seen_at, coalesce(recorded_at, -1), coalesce(backlog, -1)
+	rows, err := s.r.QueryContext(ctx, `SELECT worker, seen_at, coalesce(recorded_at, -1), coalesce(backlog, -1), drills
 		FROM worker_status WHERE seen_at >= ? ORDER BY worker`, now.Add(-24*time.Hour).UnixMicro())
 	if err != nil {
 		return nil, classify("worker statuses", err)
@@ -445,8 +445,12 @@ func (s *Store) WorkerStatuses(ctx context.Context) ([]voting.WorkerStatus, erro
 	for rows.Next() {
 		var st voting.WorkerStatus
 		var seen, recorded int64
-		if err := rows.Scan(&st.Worker, &seen, &recorded, &st.Backlog); err != nil {
+		var drills string
+		if err := rows.Scan(&st.Worker, &seen, &recorded, &st.Backlog, &drills); err != nil {
 			return nil, classify("worker statuses", err)
+		}
+		if drills != "" {
+			st.Drills = strings.Split(drills, "\n")
 		}
 		st.Seen, st.Recorded = now.Sub(time.UnixMicro(seen)), -1
 		if recorded >= 0 {

@@ -211,6 +211,9 @@ type WorkerStatus struct {
 	Recorded time.Duration
 	// Backlog is how many votes waited in the queue when it last looked; negative: unknown.
 	Backlog int64
+	// Drills are the notices of the worker's drill faults that are on (package fault), for
+	// the results page: a worker has no page of its own.
+	Drills []string
 }
 
 // StatusKeeper keeps each worker's latest status, one per worker, and reads them back (the
@@ -218,8 +221,8 @@ type WorkerStatus struct {
 type StatusKeeper interface {
 	// ReportStatus replaces the worker's status: seen now, votes last recorded recorded
 	// ago (negative: not since it started, which keeps what an earlier report said), backlog
-	// votes waiting (negative: unknown).
-	ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64) error
+	// votes waiting (negative: unknown), and the notices of its drill faults that are on.
+	ReportStatus(ctx context.Context, worker string, recorded time.Duration, backlog int64, drills []string) error
 	WorkerStatuses(ctx context.Context) ([]WorkerStatus, error)
 }
 

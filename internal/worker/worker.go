@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/telemetry"
 	"github.com/votingapp/voting/internal/voting"
 )
@@ -44,6 +45,8 @@ type Config struct {
 	Backlog func(ctx context.Context) (int64, error)
 	// StatusEvery is how often the status is reported; 0 means every 2 s.
 	StatusEvery time.Duration
+	// Faults are the drill faults of the process (Faults defines the worker's); nil: none.
+	Faults *fault.Set
 }
 
 // Validate reports every problem of the configuration at once. Zero values mean the
@@ -76,6 +79,9 @@ type Worker struct {
 
 	// recorded is when the worker last recorded a batch (UnixNano), 0 before the first.
 	recorded atomic.Int64
+	// exit counts down the votes to record before the worker exits, for FaultExitAfter:
+	// exitSet is the fault's value it was set from (0: off).
+	exit, exitSet int64
 
 	processed   prometheus.Counter
 	storeErrors prometheus.Counter
@@ -158,8 +164,28 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	for ds := range batches {
 		w.handle(ctx, stopCtx, ds)
+		if err := w.exitFault(len(ds)); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// exitFault counts n votes handled against FaultExitAfter, and returns an error, which ends
+// Run and so the process, once as many as it says have been recorded since it was set.
+func (w *Worker) exitFault(n int) error {
+	set := w.cfg.Faults.Count(FaultExitAfter)
+	if set != w.exitSet { // switched on, changed or off: count anew
+		w.exitSet, w.exit = set, set
+	}
+	if set == 0 {
+		return nil
+	}
+	if w.exit -= int64(n); w.exit > 0 {
+		return nil
+	}
+	w.log.Warn("exiting on purpose: the drill fault is on", "fault", FaultExitAfter, "votes", set)
+	return fmt.Errorf("the drill fault %s=%d: exiting after recording %d votes", FaultExitAfter, set, set)
 }
 
 // reportStatus tells the store, every StatusEvery until ctx is done, when the worker last
@@ -181,7 +207,7 @@ func (w *Worker) reportStatus(ctx context.Context, keeper voting.StatusKeeper) {
 		if at := w.recorded.Load(); at != 0 {
 			recorded = time.Since(time.Unix(0, at))
 		}
-		if err := keeper.ReportStatus(rctx, w.cfg.Instance, recorded, backlog); err != nil && ctx.Err() == nil {
+		if err := keeper.ReportStatus(rctx, w.cfg.Instance, recorded, backlog, w.cfg.Faults.Notices()); err != nil && ctx.Err() == nil {
 			w.log.Debug("report status", "err", err)
 		}
 		cancel()
@@ -199,6 +225,7 @@ func (w *Worker) receive(ctx context.Context, batches chan<- []voting.Delivery) 
 	defer close(batches)
 	backoff := newBackoff()
 	for ctx.Err() == nil {
+		w.waitWhileStalled(ctx)
 		ds, err := w.consumer.Receive(ctx, w.cfg.BatchSize)
 		if len(ds) > 0 {
 			// Run takes every batch until the channel is closed, so what was received
@@ -252,6 +279,7 @@ func (w *Worker) handle(ctx, stopCtx context.Context, ds []voting.Delivery) {
 }
 
 func (w *Worker) record(ctx context.Context, ds []voting.Delivery) error {
+	w.delayBatch(ctx)
 	votes := make([]voting.Vote, len(ds))
 	for i, d := range ds {
 		votes[i] = d.Vote

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/votingapp/voting/internal/fault"
 	"github.com/votingapp/voting/internal/memqueue"
 	"github.com/votingapp/voting/internal/sqlitestore"
 	"github.com/votingapp/voting/internal/telemetry"
@@ -239,4 +241,77 @@ func TestReportsStatus(t *testing.T) {
 		s := status()
 		return s.Backlog == 0 && s.Recorded >= 0 && s.Recorded < 5*time.Second && s.Seen < 5*time.Second
 	})
+}
+
+// TestWorkerFaults: stalled, the worker takes nothing and reports its drill; switched off, it
+// records every vote; with exit-after, Run ends with an error once that many votes are
+// recorded, and a worker started after it records the rest: nothing is lost.
+func TestWorkerFaults(t *testing.T) {
+	lite, err := sqlitestore.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	st := &flakyStore{Store: lite}
+	q := memqueue.New(memqueue.Config{ClaimTimeout: 200 * time.Millisecond})
+	faults := fault.NewSet(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err := faults.Add(fault.Flags{"worker-stall": "true"}, worker.Faults...); err != nil {
+		t.Fatal(err)
+	}
+	// start runs a worker as its process does: when Run ends, its consumer is closed.
+	start := func(name string) chan error {
+		cfg := worker.Config{BatchSize: 10, StopTimeout: time.Second, Instance: name, StatusEvery: 20 * time.Millisecond, Faults: faults}
+		c := q.Consumer(name)
+		w, err := worker.New(cfg, c, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		done := make(chan error, 1)
+		go func() {
+			err := w.Run(ctx)
+			cancel()
+			c.Close()
+			done <- err
+		}()
+		return done
+	}
+	done := start("w1")
+	publish(t, q, 100, func(i int) string { return fmt.Sprint("v", i) })
+	waitFor(t, "the stalled worker's drill in its status", func() bool {
+		s, err := st.WorkerStatuses(context.Background())
+		return err == nil && len(s) == 1 && fmt.Sprint(s[0].Drills) == "[A drill is on in a worker: it has stopped taking votes from the queue.]"
+	})
+	time.Sleep(200 * time.Millisecond)
+	if n := tally(t, st); len(n) != 0 {
+		t.Fatalf("a stalled worker recorded %v", n)
+	}
+	// Off, and exit after 35 votes: batches of 10 make it exit after the fourth.
+	if err := faults.Set("worker-stall", "false"); err != nil {
+		t.Fatal(err)
+	}
+	if err := faults.Set("worker-exit-after", "35"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "worker-exit-after=35") {
+			t.Fatalf("Run after 35 votes with exit-after=35: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not exit")
+	}
+	if err := faults.Set("worker-exit-after", "0"); err != nil {
+		t.Fatal(err)
+	}
+	start("w2") // what w1 held unacknowledged is delivered again after the claim timeout
+	deadline := time.Now().Add(10 * time.Second)
+	for n := tally(t, st); n["a"]+n["b"] != 100; n = tally(t, st) {
+		if time.Now().After(deadline) {
+			s, _ := q.Stats(context.Background())
+			t.Fatalf("recorded %v of 100; queue %+v", n, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

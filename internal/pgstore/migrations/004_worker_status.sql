@@ -6,7 +6,8 @@ CREATE TABLE worker_status (
     worker      text PRIMARY KEY,
     seen_at     timestamptz NOT NULL,
     recorded_at timestamptz,
-    backlog     bigint
+    backlog     bigint,
+    drills      text NOT NULL DEFAULT ''
 );
 
 -- Whoever may read the counts may read this too: a read-only role of the result service

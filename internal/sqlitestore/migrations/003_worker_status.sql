@@ -5,5 +5,6 @@ CREATE TABLE worker_status (
     worker      TEXT PRIMARY KEY,
     seen_at     INTEGER NOT NULL,
     recorded_at INTEGER,
-    backlog     INTEGER
+    backlog     INTEGER,
+    drills      TEXT NOT NULL DEFAULT ''
 ) STRICT;

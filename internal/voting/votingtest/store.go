@@ -268,10 +268,10 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 		if st, err := s.WorkerStatuses(ctx); err != nil || len(st) != 0 {
 			t.Fatalf("WorkerStatuses of a new store = %v, %v; want none", st, err)
 		}
-		if err := s.ReportStatus(ctx, "w2", -1, -1); err != nil { // started, nothing recorded, queue unknown
+		if err := s.ReportStatus(ctx, "w2", -1, -1, []string{"A drill is on.", "Another one."}); err != nil { // started, nothing recorded, queue unknown
 			t.Fatal(err)
 		}
-		if err := s.ReportStatus(ctx, "w1", 2*time.Second, 5); err != nil {
+		if err := s.ReportStatus(ctx, "w1", 2*time.Second, 5, nil); err != nil {
 			t.Fatal(err)
 		}
 		near := func(got, want time.Duration) bool { return got >= want-time.Second && got <= want+time.Second }
@@ -280,11 +280,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) Store) {
 			t.Fatal(err)
 		}
 		if len(st) != 2 || st[0].Worker != "w1" || !near(st[0].Seen, 0) || !near(st[0].Recorded, 2*time.Second) || st[0].Backlog != 5 ||
-			st[1].Worker != "w2" || st[1].Recorded >= 0 || st[1].Backlog >= 0 {
-			t.Fatalf("WorkerStatuses = %+v; want w1 seen now, recorded 2s ago, backlog 5, and w2 with neither", st)
+			st[1].Worker != "w2" || st[1].Recorded >= 0 || st[1].Backlog >= 0 || st[0].Drills != nil || fmt.Sprint(st[1].Drills) != "[A drill is on. Another one.]" {
+			t.Fatalf("WorkerStatuses = %+v; want w1 seen now, recorded 2s ago, backlog 5, no drill, and w2 with neither and two drills", st)
 		}
 		// A report without a record keeps the last one; the backlog is always the latest.
-		if err := s.ReportStatus(ctx, "w1", -1, 0); err != nil {
+		if err := s.ReportStatus(ctx, "w1", -1, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if st, err = s.WorkerStatuses(ctx); err != nil {

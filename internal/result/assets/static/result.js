@@ -11,7 +11,7 @@
   const minSpan = 5 * 1000;
   const maxSpan = 10 * 60 * 1000;
 
-  let conn, connText, results, totalEl, chart, updated, instanceEl, pipelineEl;
+  let conn, connText, results, totalEl, chart, updated, instanceEl, pipelineEl, drillsEl;
   const rows = new Map(); // option id -> its elements
   const series = []; // [{t, counts: {id: n}, total}], oldest first
 
@@ -70,6 +70,14 @@
       totalEl.replaceChildren("No votes yet");
     }
     updated.textContent = "updated " + clock(Date.now());
+    // The drill faults that are on, this service's and the workers'.
+    drillsEl.replaceChildren(...(res.drills || []).map((d) => {
+      const n = document.createElement("p");
+      n.className = "drill";
+      n.setAttribute("role", "alert");
+      n.textContent = d;
+      return n;
+    }));
     // Whether counting is up to date (an older server sends no pipeline: the line stays).
     if (res.pipeline) {
       pipelineEl.dataset.state = res.pipeline.state;
@@ -201,6 +209,7 @@
     updated = document.getElementById("updated");
     instanceEl = document.getElementById("instance");
     pipelineEl = document.getElementById("pipeline");
+    drillsEl = document.getElementById("drills");
     const counts = {};
     for (const row of results.querySelectorAll(".row[data-option]")) {
       const r = {
