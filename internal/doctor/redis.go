@@ -170,8 +170,8 @@ func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.
 		seen = min(seen, c.Idle)
 	}
 	if seen > cfg.ClaimTimeout {
-		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no worker seen for %s: the %s of group %q last asked Redis for votes %s ago, longer than --claim-timeout %s (%s waiting): the workers are down, or cannot reach Redis; start them (in Kubernetes: kubectl get deploy worker, and its events), or read their logs",
-			ago(seen), count(int64(len(consumers)), "consumer"), cfg.Group, ago(seen), cfg.ClaimTimeout, count(first.length, "vote"))})
+		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no worker seen for %s: %s of group %q last asked Redis for votes %s ago, longer than --claim-timeout %s (%s waiting): the workers are down, or cannot reach Redis; start them (in Kubernetes: kubectl get deploy worker, and its events), or read their logs",
+			ago(seen), consumersOf(len(consumers)), cfg.Group, ago(seen), cfg.ClaimTimeout, count(first.length, "vote"))})
 	}
 	if cfg.WorkerAdminURL != "" {
 		if p := readyz(ctx, cfg, "the worker", cfg.WorkerAdminURL, "--worker-admin-url"); p != nil {
@@ -220,6 +220,14 @@ func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.
 	}
 	return okHop(HopWorker, target, fmt.Sprintf("group %q: %s, one seen %s ago; %s waiting%s; no dead letters",
 		cfg.Group, count(int64(len(consumers)), "consumer"), ago(seen), count(last.length, "vote"), sampled))
+}
+
+// consumersOf names the group's consumers for a sentence about when they were last seen.
+func consumersOf(n int) string {
+	if n == 1 {
+		return "the only consumer"
+	}
+	return fmt.Sprintf("the newest of the %d consumers", n)
 }
 
 // redisProblem explains a failed Redis command: the network, or Redis's own error.
