@@ -40,7 +40,10 @@ func Classify(err error) Cause {
 	case isTimeout(err):
 		return CauseTimeout
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		// net/http's own words for a connection closed before any answer; its error
+		// value is not exported.
+		strings.Contains(err.Error(), "server closed idle connection"):
 		return CauseClosed
 	}
 	return CauseOther
@@ -63,8 +66,9 @@ type trace struct {
 
 	mu        sync.Mutex
 	connected bool   // some dial connected
-	addr      string // the address of the last failed dial or lookup
-	err       error  // its error
+	dialing   int    // dials under way: net/http gives up on a request before its dial returns
+	addr      string // the address of the last dial or lookup that failed or is under way
+	err       error  // the error of the last one that failed
 }
 
 func newTrace(timeout time.Duration) *trace { return &trace{timeout: timeout} }
@@ -76,15 +80,20 @@ func (t *trace) dial(ctx context.Context, network, addr string) (net.Conn, error
 		t.fail(addr, err)
 		return nil, err
 	}
+	t.mu.Lock()
+	t.dialing++
+	t.addr = addr
+	t.mu.Unlock()
 	d := net.Dialer{Timeout: t.timeout}
 	c, err := d.DialContext(ctx, network, addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dialing--
 	if err != nil {
-		t.fail(addr, err)
+		t.addr, t.err = addr, err
 		return nil, err
 	}
-	t.mu.Lock()
 	t.connected = true
-	t.mu.Unlock()
 	return c, nil
 }
 
@@ -132,8 +141,13 @@ type service struct {
 // one (the server answered, with an error the hop explains itself).
 func (t *trace) netProblem(s service, err error) *problem {
 	t.mu.Lock()
-	connected, dialAddr, dialErr := t.connected, t.addr, t.err
+	connected, dialing, dialAddr, dialErr := t.connected, t.dialing, t.addr, t.err
 	t.mu.Unlock()
+	if !connected && dialing > 0 && err != nil {
+		// The request gave up while its connection was still being made: the connect
+		// itself is what did not finish in time.
+		dialErr = err
+	}
 	if !connected && dialErr != nil {
 		if dialAddr != "" && Classify(dialErr) != CauseDNS {
 			s.addr = dialAddr
