@@ -173,8 +173,13 @@ func TestQueue(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			var ids []string
-			for _, m := range r.read(t, "worker-2") {
-				ids = append(ids, m.ID)
+			// Not r.read: t.Fatal belongs to the test's goroutine.
+			res, _ := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "workers", Consumer: "worker-2",
+				Streams: []string{r.stream, ">"}, Count: 100, Block: -1}).Result()
+			for _, st := range res {
+				for _, m := range st.Messages {
+					ids = append(ids, m.ID)
+				}
 			}
 			pend, _ := r.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: r.stream, Group: "workers", Start: "-", End: "+", Count: 1000}).Result()
 			for _, p := range pend {
