@@ -144,6 +144,31 @@ func TestDoctorAll(t *testing.T) {
 	}
 }
 
+// TestDoctorAllServers: `voting all` on Redis and PostgreSQL is checked hop by hop like the
+// split services, its one admin port standing for the three services'.
+func TestDoctorAllServers(t *testing.T) {
+	s := newTestServers(t)
+	app := startApp(t, nil, []string{"vote", "result", "admin"}, append(append([]string{"all", "--data-dir=" + t.TempDir()}, loopback...), s.flags()...)...)
+	app.waitReady()
+	admin := app.url("admin")
+	args := append([]string{"--vote-url=" + app.url("vote"), "--result-url=" + app.url("result"), "--vote-admin-url=" + admin,
+		"--worker-admin-url=" + admin, "--result-admin-url=" + admin, "--sample=500ms"}, s.flags()...)
+	// Before the first vote, Redis lists no worker in the group: that is no fault.
+	code, r := doctorJSON(t, args...)
+	wantHealthy(t, code, r, doctor.HopVote, doctor.HopRedis, doctor.HopWorker, doctor.HopPostgres, doctor.HopResult)
+	if h := hop(t, r, doctor.HopWorker); !strings.Contains(h.Message, "no worker has taken a vote yet, and none waits") {
+		t.Errorf("worker before the first vote: %s", h.Message)
+	}
+	if code := postVote(t, app.url("vote"), "a"); code != http.StatusOK {
+		t.Fatalf("vote: %d", code)
+	}
+	code, r = doctorUntil(t, doctor.HopPostgres, "1 vote counted", args...)
+	wantHealthy(t, code, r, doctor.HopVote, doctor.HopRedis, doctor.HopWorker, doctor.HopPostgres, doctor.HopResult)
+	if h := hop(t, r, doctor.HopWorker); !strings.Contains(h.Message, "1 consumer, one seen by Redis") {
+		t.Errorf("worker after a vote: %s", h.Message)
+	}
+}
+
 // TestDoctorSplitServices: the split services on Redis and PostgreSQL, healthy (exit 0),
 // then each hop broken on purpose: dead letters, an unmigrated schema, a database that does
 // not exist, a wrong Redis password, a closed Redis port, a vote service without Redis, a
@@ -273,7 +298,7 @@ func TestDoctorSplitServices(t *testing.T) {
 	// No worker seen within the claim timeout.
 	time.Sleep(1100 * time.Millisecond)
 	code, rep = doctorJSON(t, s.flags()[0], s.flags()[2], "--vote-url=", "--result-url=", "--claim-timeout=1s", "--sample=0")
-	wantBroken(t, code, rep, doctor.HopWorker, doctor.CauseNoConsumer, "no worker seen for ", "longer than --claim-timeout 1s", "votes waiting")
+	wantBroken(t, code, rep, doctor.HopWorker, doctor.CauseNoConsumer, "no worker seen for ", "longer than --claim-timeout 1s, with ", "votes waiting untaken")
 
 	// A worker again: the backlog drains and every hop is healthy.
 	w = startWorker()

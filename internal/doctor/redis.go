@@ -116,8 +116,10 @@ type queueState struct {
 
 func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.Options, call func(func(context.Context) error) *problem) Hop {
 	target := fmt.Sprintf("group %s of stream %s", cfg.Group, cfg.Stream)
-	state := func() (queueState, bool, *problem) {
+	// state reads the queue and the group's consumers at one moment.
+	state := func() (queueState, []redis.XInfoConsumer, bool, *problem) {
 		var st queueState
+		var consumers []redis.XInfoConsumer
 		found := false
 		p := call(func(ctx context.Context) error {
 			var length *redis.IntCmd
@@ -136,12 +138,16 @@ func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.
 					found, st.pending, st.lastDelivered = true, g.Pending, g.LastDeliveredID
 				}
 			}
-			return nil
+			if !found {
+				return nil
+			}
+			consumers, err = rdb.XInfoConsumers(ctx, cfg.Stream, cfg.Group).Result()
+			return err
 		})
-		return st, found, p
+		return st, consumers, found, p
 	}
 
-	first, found, p := state()
+	first, consumers, found, p := state()
 	if p != nil {
 		return brokenHop(HopWorker, target, p)
 	}
@@ -149,51 +155,58 @@ func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.
 		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("stream %q has no consumer group %q, so no worker reads it (%s waiting): the vote service and the worker create the group when they start, so it was deleted, or Redis lost it in a restart; restart a worker with the same --redis-url and --stream, and it creates the group and reads the votes",
 			cfg.Stream, cfg.Group, count(first.length, "vote"))})
 	}
-	var consumers []redis.XInfoConsumer
-	if p := call(func(ctx context.Context) error {
-		var err error
-		consumers, err = rdb.XInfoConsumers(ctx, cfg.Stream, cfg.Group).Result()
-		return err
-	}); p != nil {
-		return brokenHop(HopWorker, target, p)
-	}
-	if len(consumers) == 0 {
-		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no consumer in group %q of stream %q (%s waiting): no worker has ever read this stream; start a worker with the same --redis-url and --stream (voting worker), or, if one runs, read its log: it cannot reach this Redis, or reads another --stream or database",
-			cfg.Group, cfg.Stream, count(first.length, "vote"))})
-	}
-	// Idle is the time since a consumer last asked Redis for anything. A live worker asks at
-	// least every second (its read blocks 1 s at most) and, stuck on a batch, still refreshes
-	// its deliveries every claim timeout / 4; one silent for a whole claim timeout is one the
-	// queue itself gives up on (its votes go to others), so it is gone.
-	seen := consumers[0].Idle
-	for _, c := range consumers[1:] {
-		seen = min(seen, c.Idle)
-	}
-	if seen > cfg.ClaimTimeout {
-		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no worker seen for %s: %s of group %q last asked Redis for votes %s ago, longer than --claim-timeout %s (%s waiting): the workers are down, or cannot reach Redis; start them (in Kubernetes: kubectl get deploy worker, and its events), or read their logs",
-			ago(seen), consumersOf(len(consumers)), cfg.Group, ago(seen), cfg.ClaimTimeout, count(first.length, "vote"))})
-	}
-	if cfg.WorkerAdminURL != "" {
-		if p := readyz(ctx, cfg, "the worker", cfg.WorkerAdminURL, "--worker-admin-url"); p != nil {
-			return brokenHop(HopWorker, target, p)
-		}
-	}
-
-	last, sampled := first, ""
+	last := first
 	if cfg.Sample > 0 {
 		select {
 		case <-ctx.Done():
 			return brokenHop(HopWorker, target, &problem{CauseOther, "doctor was stopped while it watched the queue"})
 		case <-time.After(cfg.Sample):
 		}
-		var p *problem
-		if last, found, p = state(); p != nil {
+		if last, consumers, found, p = state(); p != nil {
 			return brokenHop(HopWorker, target, p)
 		}
+		if !found {
+			return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("the consumer group %q of stream %q went away while doctor watched it: someone deleted it, or Redis restarted without its data; restart the workers", cfg.Group, cfg.Stream)})
+		}
+	}
+	// Votes no worker has taken yet (the workers delete what they record, so the stream
+	// holds the pending ones and these). A live worker takes a new vote within moments.
+	undelivered := max(0, last.length-last.pending)
+
+	// Redis lists a consumer from the first time it is handed a vote (before 7.2, a read that
+	// finds nothing neither adds it nor counts as seeing it), so an idle pipeline with a live
+	// worker can show no consumer, or one not seen for long. Only votes left untaken prove
+	// that no worker reads.
+	if len(consumers) == 0 && undelivered > 0 {
+		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no consumer in group %q of stream %q (%s waiting): no worker has ever read this stream; start a worker with the same --redis-url and --stream (voting worker), or, if one runs, read its log: it cannot reach this Redis, or reads another --stream or database",
+			cfg.Group, cfg.Stream, count(undelivered, "vote"))})
+	}
+	var seen time.Duration
+	for i, c := range consumers {
+		if i == 0 || c.Idle < seen {
+			seen = c.Idle
+		}
+	}
+	// A consumer's idle time is how long ago Redis last handed it something or heard from it.
+	// A live worker takes a waiting vote within moments, and one stuck on a batch still
+	// refreshes what it holds every claim timeout / 4; silent for a whole claim timeout while
+	// votes wait (at both looks, when doctor watched), it is one the queue itself gives up on
+	// (its votes go to others): gone.
+	waiting := undelivered > 0 && (cfg.Sample == 0 || first.length-first.pending > 0)
+	if len(consumers) > 0 && waiting && seen > cfg.ClaimTimeout {
+		return brokenHop(HopWorker, target, &problem{CauseNoConsumer, fmt.Sprintf("no worker seen for %s: %s of group %q was last seen by Redis %s ago, longer than --claim-timeout %s, with %s waiting untaken: the workers are down, or cannot reach Redis; start them (in Kubernetes: kubectl get deploy worker, and its events), or read their logs",
+			ago(seen), consumersOf(len(consumers)), cfg.Group, ago(seen), cfg.ClaimTimeout, count(undelivered, "vote"))})
+	}
+	if p := workerReadyz(ctx, cfg); p != nil {
+		return brokenHop(HopWorker, target, p)
+	}
+
+	sampled := ""
+	if cfg.Sample > 0 {
 		// Something was consumed when the group handed out a newer entry, or fewer are
 		// pending, or fewer wait (the workers delete what they record).
-		consumed := !found || last.lastDelivered != first.lastDelivered || last.pending < first.pending || last.length < first.length
-		stuckWhy := fmt.Sprintf("a worker was seen %s ago, so the workers are registered but take nothing: they stopped a moment ago, or they are stuck on a batch they cannot record (a worker that cannot write to PostgreSQL retries its batch and reads nothing new; see the postgres line); read the workers' /readyz and logs",
+		consumed := last.lastDelivered != first.lastDelivered || last.pending < first.pending || last.length < first.length
+		stuckWhy := fmt.Sprintf("a worker was seen by Redis %s ago, so the workers are registered but take nothing: they stopped a moment ago, or they are stuck on a batch they cannot record (a worker that cannot write to PostgreSQL retries its batch and reads nothing new; see the postgres line); read the workers' /readyz and logs",
 			ago(seen))
 		switch {
 		case !consumed && last.length > first.length:
@@ -218,8 +231,19 @@ func checkWorker(ctx context.Context, cfg Config, rdb *redis.Client, opt *redis.
 		return brokenHop(HopWorker, target, &problem{CauseDeadLetters, fmt.Sprintf("%s in %s: votes the workers could not record, which are not counted; read them with `%s` (each has its reason), fix the cause, then replay them as docs/operations.md says under VotingVotesDeadLettered",
 			count(dead, "dead letter"), cfg.DeadLetterStream, redisCLI(opt, cfg.DeadLetterStream))})
 	}
-	return okHop(HopWorker, target, fmt.Sprintf("group %q: %s, one seen %s ago; %s waiting%s; no dead letters",
+	if len(consumers) == 0 {
+		return okHop(HopWorker, target, fmt.Sprintf("group %q: no worker has taken a vote yet, and none waits (Redis lists a worker from its first vote; --worker-admin-url checks one that runs); no dead letters", cfg.Group))
+	}
+	return okHop(HopWorker, target, fmt.Sprintf("group %q: %s, one seen by Redis %s ago; %s waiting%s; no dead letters",
 		cfg.Group, count(int64(len(consumers)), "consumer"), ago(seen), count(last.length, "vote"), sampled))
+}
+
+// workerReadyz reads the worker's /readyz when its admin URL is given.
+func workerReadyz(ctx context.Context, cfg Config) *problem {
+	if cfg.WorkerAdminURL == "" {
+		return nil
+	}
+	return readyz(ctx, cfg, "the worker", cfg.WorkerAdminURL, "--worker-admin-url")
 }
 
 // consumersOf names the group's consumers for a sentence about when they were last seen.

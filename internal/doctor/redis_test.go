@@ -130,19 +130,21 @@ func TestQueue(t *testing.T) {
 	_, wh = r.check(t, cfg)
 	wantBroken(t, wh, CauseNoConsumer, "no consumer in group \"workers\" of stream \""+r.stream+"\" (1 vote waiting)", "start a worker")
 
-	// A consumer that read once and then went quiet for longer than the claim timeout.
+	// A consumer that took the vote, then went quiet for longer than the claim timeout
+	// while another vote waits untaken.
 	r.read(t, "worker-1")
+	r.do(t, "XADD", r.stream, "*", "message", "x")
 	time.Sleep(150 * time.Millisecond)
 	short := cfg
 	short.ClaimTimeout = 100 * time.Millisecond
 	_, wh = r.check(t, short)
-	wantBroken(t, wh, CauseNoConsumer, "no worker seen for", "longer than --claim-timeout 100ms")
+	wantBroken(t, wh, CauseNoConsumer, "no worker seen for", "longer than --claim-timeout 100ms, with 1 vote waiting untaken")
 
-	// Seen a moment ago, holding its delivery, taking nothing more: stuck.
+	// Seen a moment ago, holding its deliveries, taking nothing more: stuck.
 	r.read(t, "worker-1")
 	cfg.Sample = 300 * time.Millisecond
 	_, wh = r.check(t, cfg)
-	wantBroken(t, wh, CauseStuck, "1 vote waiting in stream", "(1 of them held by a worker)", "no worker took or recorded any in 300ms")
+	wantBroken(t, wh, CauseStuck, "2 votes waiting in stream", "(2 of them held by a worker)", "no worker took or recorded any in 300ms")
 
 	// Votes keep coming and nobody takes them: the backlog grows.
 	r.read(t, "worker-1")
@@ -211,6 +213,20 @@ func TestQueue(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "not json") || !strings.Contains(string(out), "undecodable") {
 			t.Errorf("%s: %v\n%s", cmd, err, out)
 		}
+	}
+}
+
+// TestIdleQueue: a group no worker has taken a vote from yet, with none waiting, is not
+// broken: Redis lists a worker only from its first vote (before 7.2), so a live worker of an
+// idle deployment looks like none.
+func TestIdleQueue(t *testing.T) {
+	r := newTestRedis(t)
+	r.do(t, "XGROUP", "CREATE", r.stream, "workers", "$", "MKSTREAM")
+	cfg := r.config()
+	cfg.Sample = 100 * time.Millisecond
+	_, wh := r.check(t, cfg)
+	if wh.Status != OK || !strings.Contains(wh.Message, "no worker has taken a vote yet, and none waits") {
+		t.Fatalf("idle: %s %s, want ok", wh.Status, wh.Message)
 	}
 }
 
