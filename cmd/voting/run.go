@@ -40,6 +40,7 @@ func commands() []command {
 		{"healthcheck", "GET a URL and exit 0 on a 2xx answer (for images without curl)", runHealthcheck},
 		{"loadgen", "cast votes against a vote service (--seed: the original's 3000 votes; --verify: then audit them)", runLoadgen},
 		{"audit", "compare what a loadgen run's voters were told with /api/results and the store", runAudit},
+		{"doctor", "check each hop (vote, Redis, worker, PostgreSQL, result) from here and explain the broken ones", runDoctor},
 		{"version", "print the version", runVersion},
 	}
 }
