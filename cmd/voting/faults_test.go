@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestVoteFaults: `voting all` started with a share of vote errors on (a drill): the page says
@@ -52,4 +54,64 @@ func TestVoteFaults(t *testing.T) {
 	if resp, err := http.PostForm(app.url("vote")+"/faults", url.Values{"vote-error-ratio": {"1"}}); err != nil || resp.StatusCode == http.StatusOK {
 		t.Errorf("POST /faults on the public port: %v %v; want it refused", resp.Status, err)
 	}
+}
+
+// TestWorkerStallOnSplitServices: a worker started with its stall fault on, on Redis and
+// PostgreSQL: votes wait, the results page's pipeline says no vote is recorded while they
+// wait and shows the worker's drill; switched off on the worker's admin port, every vote is
+// counted and the page says counting is up to date.
+func TestWorkerStallOnSplitServices(t *testing.T) {
+	s := newTestServers(t)
+	if code, stdout, stderr := runVoting("migrate", s.flags()[1]); code != 0 {
+		t.Fatalf("migrate: exit %d: %s%s", code, stdout, stderr)
+	}
+	w := startApp(t, nil, []string{"admin"}, append([]string{"worker", "--admin-addr=127.0.0.1:0", "--fault-worker-stall=true"}, s.flags()...)...)
+	v := startApp(t, nil, []string{"vote", "admin"}, "vote", "--vote-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", s.flags()[0], s.flags()[2], voterKeyFlag(t))
+	r := startApp(t, nil, []string{"result", "admin"}, "result", "--result-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--poll-interval=100ms", s.flags()[1])
+	for _, a := range []*testApp{w, v, r} {
+		a.waitReady()
+	}
+	if code, stdout, stderr := runVoting("loadgen", "--url="+v.url("vote"), "--votes=20", "--quiet"); code != 0 {
+		t.Fatalf("loadgen: exit %d: %s%s", code, stdout, stderr)
+	}
+	type snap struct {
+		Total    int64
+		Pipeline struct{ State, Message string }
+		Drills   []string
+	}
+	read := func() snap {
+		var x snap
+		if err := json.Unmarshal([]byte(get(t, r.url("result")+"/api/results")), &x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	waitSnap := func(what string, ok func(snap) bool) snap {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		x := read()
+		for ; !ok(x); x = read() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: %+v", what, x)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return x
+	}
+	x := waitSnap("the stalled pipeline", func(x snap) bool { return x.Pipeline.State == "stalled" && len(x.Drills) == 1 })
+	if x.Total != 0 || x.Drills[0] != "A drill is on in a worker: it has stopped taking votes from the queue." ||
+		!strings.HasPrefix(x.Pipeline.Message, "No vote has been recorded since they started, and 20 votes are waiting") {
+		t.Fatalf("with the worker stalled: %+v", x)
+	}
+	if page := get(t, r.url("result")+"/"); !strings.Contains(page, "it has stopped taking votes from the queue") || !strings.Contains(page, `data-state="stalled"`) {
+		t.Error("the results page does not show the stall")
+	}
+	resp, err := http.PostForm(w.url("admin")+"/faults", url.Values{"worker-stall": {"false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitSnap("every vote counted, counting up to date", func(x snap) bool {
+		return x.Total == 20 && x.Pipeline.State == "ok" && len(x.Drills) == 0
+	})
 }
