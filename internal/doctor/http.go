@@ -78,17 +78,23 @@ func httpService(what, rawURL, flag string) service {
 	return service{what: what, addr: addr, flag: flag}
 }
 
+// adminOnly checks a service given no public URL: its /readyz when its admin URL is given,
+// else nothing.
+func adminOnly(ctx context.Context, cfg Config, hop, what, adminURL, urlFlag, adminFlag string) Hop {
+	if adminURL == "" {
+		return skippedHop(hop, "not checked: no "+urlFlag)
+	}
+	if p := readyz(ctx, cfg, what, adminURL, adminFlag); p != nil {
+		return brokenHop(hop, adminURL, p)
+	}
+	return okHop(hop, adminURL, adminURL+"/readyz: ready")
+}
+
 // checkVote reads the vote service's options (GET /api/options): an answer proves the
 // service is up and names its poll. Then its /readyz when the admin URL is given.
 func checkVote(ctx context.Context, cfg Config) Hop {
 	if cfg.VoteURL == "" {
-		if cfg.VoteAdminURL == "" {
-			return skippedHop(HopVote, "not checked: no --vote-url")
-		}
-		if p := readyz(ctx, cfg, "the vote service", cfg.VoteAdminURL, "--vote-admin-url"); p != nil {
-			return brokenHop(HopVote, cfg.VoteAdminURL, p)
-		}
-		return okHop(HopVote, cfg.VoteAdminURL, cfg.VoteAdminURL+"/readyz: ready")
+		return adminOnly(ctx, cfg, HopVote, "the vote service", cfg.VoteAdminURL, "--vote-url", "--vote-admin-url")
 	}
 	s := httpService("the vote service", cfg.VoteURL, "--vote-url")
 	a, p := get(ctx, cfg, s, cfg.VoteURL, "/api/options")
@@ -126,13 +132,7 @@ func checkVote(ctx context.Context, cfg Config) Hop {
 // has not read the tally yet; then its /readyz when the admin URL is given.
 func checkResult(ctx context.Context, cfg Config) Hop {
 	if cfg.ResultURL == "" {
-		if cfg.ResultAdminURL == "" {
-			return skippedHop(HopResult, "not checked: no --result-url")
-		}
-		if p := readyz(ctx, cfg, "the result service", cfg.ResultAdminURL, "--result-admin-url"); p != nil {
-			return brokenHop(HopResult, cfg.ResultAdminURL, p)
-		}
-		return okHop(HopResult, cfg.ResultAdminURL, cfg.ResultAdminURL+"/readyz: ready")
+		return adminOnly(ctx, cfg, HopResult, "the result service", cfg.ResultAdminURL, "--result-url", "--result-admin-url")
 	}
 	s := httpService("the result service", cfg.ResultURL, "--result-url")
 	a, p := get(ctx, cfg, s, cfg.ResultURL, "/api/results")

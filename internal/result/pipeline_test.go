@@ -87,17 +87,7 @@ func TestStoreLostKeepsTheNumbers(t *testing.T) {
 	go svc.Run(ctx)
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
-	get := func() snapshot {
-		resp, err := srv.Client().Get(srv.URL + "/api/results")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var s snapshot
-		_ = json.Unmarshal(b, &s)
-		return s
-	}
+	get := func() snapshot { return fetchSnapshot(t, srv) }
 	deadline := time.Now().Add(5 * time.Second)
 	for get().Total != 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -136,20 +126,7 @@ func TestResultFaults(t *testing.T) {
 	go svc.Run(ctx)
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
-	get := func(path string) string {
-		resp, err := srv.Client().Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	results := func() snapshot {
-		var s snapshot
-		_ = json.Unmarshal([]byte(get("/api/results")), &s)
-		return s
-	}
+	results := func() snapshot { return fetchSnapshot(t, srv) }
 	wait := func(what string, ok func(snapshot) bool) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -176,7 +153,7 @@ func TestResultFaults(t *testing.T) {
 	if s := results(); s.Total != 1 {
 		t.Fatalf("with %s on, /api/results shows %d votes, want the 1 of before", FaultPushStop, s.Total)
 	}
-	if page := get("/"); !strings.Contains(page, "A drill is on: this page gets no new numbers until it ends") {
+	if page := fetch(t, srv, "/"); !strings.Contains(page, "A drill is on: this page gets no new numbers until it ends") {
 		t.Error("the page does not say the pushes are stopped")
 	}
 	if err := faults.Set(FaultPushStop, "false"); err != nil {
@@ -191,4 +168,24 @@ func TestResultFaults(t *testing.T) {
 	wait("the worker's drill", func(s snapshot) bool {
 		return len(s.Drills) == 1 && s.Drills[0] == "A drill is on in a worker: it has stopped taking votes from the queue."
 	})
+}
+
+// fetch GETs path of srv and returns the body.
+func fetch(t *testing.T, srv *httptest.Server, path string) string {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// fetchSnapshot reads /api/results of srv; before the first tally, an empty snapshot.
+func fetchSnapshot(t *testing.T, srv *httptest.Server) snapshot {
+	t.Helper()
+	var s snapshot
+	_ = json.Unmarshal([]byte(fetch(t, srv, "/api/results")), &s)
+	return s
 }

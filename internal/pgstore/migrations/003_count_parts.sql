@@ -18,26 +18,34 @@ SELECT option, sum(count)::bigint AS count, max(last_voted_at) AS last_voted_at
 FROM vote_count_parts
 GROUP BY option;
 
--- Whoever could read the table can read the view: a read-only role of the result service
--- (docs/reliability.md) was granted SELECT on the table by name. The view reads the tables
--- with its owner's rights, so the grant on the view is all such a role needs.
-DO $$
+-- copy_select_grants gives SELECT on dst to every role that has it on src: a read-only role of
+-- the result service (docs/reliability.md) was granted SELECT on the tables it reads by name,
+-- and a migration that replaces or adds one must not take its reading away. Owners keep what
+-- they have anyway.
+CREATE FUNCTION copy_select_grants(src regclass, dst regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
 DECLARE
     g record;
 BEGIN
     FOR g IN
         SELECT DISTINCT a.grantee
         FROM pg_class AS c, aclexplode(c.relacl) AS a
-        WHERE c.oid = 'vote_count_parts'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
+        WHERE c.oid = src AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
     LOOP
         IF g.grantee = 0 THEN
-            GRANT SELECT ON vote_counts TO PUBLIC;
+            EXECUTE format('GRANT SELECT ON %s TO PUBLIC', dst);
         ELSE
-            EXECUTE format('GRANT SELECT ON vote_counts TO %I', g.grantee::regrole::text);
+            EXECUTE format('GRANT SELECT ON %s TO %I', dst, g.grantee::regrole::text);
         END IF;
     END LOOP;
 END
 $$;
+
+-- Whoever could read the table can read the view, which reads the table with its owner's
+-- rights: the grant on the view is all such a role needs.
+SELECT copy_select_grants('vote_count_parts', 'vote_counts');
 
 -- fold_vote_counts replaces the parts it sees with one row per option, unless another
 -- transaction is folding (it returns at once then: a writer never waits for a fold). Writers

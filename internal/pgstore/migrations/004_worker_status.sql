@@ -10,22 +10,5 @@ CREATE TABLE worker_status (
     drills      text NOT NULL DEFAULT ''
 );
 
--- Whoever may read the counts may read this too: a read-only role of the result service
--- (docs/reliability.md) was granted SELECT on vote_counts by name.
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN
-        SELECT DISTINCT a.grantee
-        FROM pg_class AS c, aclexplode(c.relacl) AS a
-        WHERE c.oid = 'vote_counts'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-    LOOP
-        IF g.grantee = 0 THEN
-            GRANT SELECT ON worker_status TO PUBLIC;
-        ELSE
-            EXECUTE format('GRANT SELECT ON worker_status TO %I', g.grantee::regrole::text);
-        END IF;
-    END LOOP;
-END
-$$;
+-- Whoever may read the counts may read this too (the result service reads both).
+SELECT copy_select_grants('vote_counts', 'worker_status');
