@@ -66,6 +66,21 @@ func TestPipelineLine(t *testing.T) {
 	}
 	checkContrast(t, page, "results page, no worker")
 	screenshot(t, page, "result-no-worker-desktop.png")
+
+	// The worker back, stalled by a drill: the page says votes wait, and shows its drill.
+	if _, err := c.Exec(context.Background(), `UPDATE worker_status SET seen_at = now(),
+		drills = 'A drill is on in a worker: it has stopped taking votes from the queue.'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, page, "the stalled state", `document.getElementById("pipeline").dataset.state === "stalled"`, 10*time.Second)
+	if got := text(t, page, "#pipeline"); !strings.HasPrefix(got, "No vote has been recorded for 6 minutes, and 12 votes are waiting in the queue") {
+		t.Errorf("results page with the worker stalled says %q", got)
+	}
+	if got := text(t, page, "#drills .drill"); got != "A drill is on in a worker: it has stopped taking votes from the queue." {
+		t.Errorf("results page's drill notice: %q", got)
+	}
+	checkContrast(t, page, "results page, a worker's drill")
+	screenshot(t, page, "result-drill-desktop.png")
 }
 
 // migratedSchema returns the URL of a schema of its own on the test PostgreSQL, migrated by
