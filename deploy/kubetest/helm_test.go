@@ -169,7 +169,7 @@ func TestHelmReachesEveryFlag(t *testing.T) {
 		"options": "x=X,y=Y", "log": map[string]any{"level": "debug", "format": "text"},
 		"drainDelay": "7s", "shutdownTimeout": "11s", "stream": "ballots", "pprof": true,
 		"trustedProxies": "10.0.0.0/8", "versionLabel": "v2 canary", "accentColor": "#0a7d4f",
-		"vote":   map[string]any{"rateLimit": 2.5, "rateBurst": 30, "faults": map[string]any{"errorRatio": 0.2, "latency": "150ms"}},
+		"vote": map[string]any{"rateLimit": 2.5, "rateBurst": 30, "faults": map[string]any{"errorRatio": 0.2, "latency": "150ms"}},
 		"worker": map[string]any{"batchSize": 250, "claimTimeout": "45s", "maxDeliveries": 7,
 			"faults": map[string]any{"batchDelay": "2s", "stall": true, "exitAfter": 1000}},
 		"result": map[string]any{"maxWebsockets": 2000000, "maxWebsocketsPerClient": 50, "pollInterval": "2s",
