@@ -107,15 +107,12 @@ func checkVote(ctx context.Context, cfg Config) Hop {
 	switch {
 	case a.status == http.StatusOK && json.Unmarshal(a.body, &body) == nil && len(body.Options) > 0:
 	case a.status >= 500:
-		return brokenHop(HopVote, cfg.VoteURL, &problem{CauseOther, fmt.Sprintf("%s/api/options answered %d %s: the vote service (or a proxy in front of it) fails; look at its logs, and at the Ingress or Gateway if one is in between",
-			cfg.VoteURL, a.status, statusText(a))})
+		return brokenHop(HopVote, cfg.VoteURL, failing("the vote service", cfg.VoteURL, "/api/options", a))
 	default:
 		return brokenHop(HopVote, cfg.VoteURL, wrongService("the vote service", cfg.VoteURL, "/api/options", a, "--vote-url", "8080"))
 	}
-	if cfg.VoteAdminURL != "" {
-		if p := readyz(ctx, cfg, "the vote service", cfg.VoteAdminURL, "--vote-admin-url"); p != nil {
-			return brokenHop(HopVote, cfg.VoteURL, p)
-		}
+	if p := readyzIfGiven(ctx, cfg, "the vote service", cfg.VoteAdminURL, "--vote-admin-url"); p != nil {
+		return brokenHop(HopVote, cfg.VoteURL, p)
 	}
 	ids := make([]string, len(body.Options))
 	for i, o := range body.Options {
@@ -152,15 +149,12 @@ func checkResult(ctx context.Context, cfg Config) Hop {
 		return brokenHop(HopResult, cfg.ResultURL, &problem{CauseNoTally, fmt.Sprintf("%s/api/results answered 503: the result service has not read the tally yet, so the page shows no results; %s",
 			cfg.ResultURL, why)})
 	case a.status >= 500:
-		return brokenHop(HopResult, cfg.ResultURL, &problem{CauseOther, fmt.Sprintf("%s/api/results answered %d %s: the result service (or a proxy in front of it) fails; look at its logs, and at the Ingress or Gateway if one is in between",
-			cfg.ResultURL, a.status, statusText(a))})
+		return brokenHop(HopResult, cfg.ResultURL, failing("the result service", cfg.ResultURL, "/api/results", a))
 	default:
 		return brokenHop(HopResult, cfg.ResultURL, wrongService("the result service", cfg.ResultURL, "/api/results", a, "--result-url", "8081"))
 	}
-	if cfg.ResultAdminURL != "" {
-		if p := readyz(ctx, cfg, "the result service", cfg.ResultAdminURL, "--result-admin-url"); p != nil {
-			return brokenHop(HopResult, cfg.ResultURL, p)
-		}
+	if p := readyzIfGiven(ctx, cfg, "the result service", cfg.ResultAdminURL, "--result-admin-url"); p != nil {
+		return brokenHop(HopResult, cfg.ResultURL, p)
 	}
 	counts := make([]string, len(res.Options))
 	for i, o := range res.Options {
@@ -171,6 +165,20 @@ func checkResult(ctx context.Context, cfg Config) Hop {
 		msg += "; ready"
 	}
 	return okHop(HopResult, cfg.ResultURL, msg)
+}
+
+// failing explains a 5xx answer of a service's public URL.
+func failing(what, base, path string, a *answer) *problem {
+	return &problem{CauseOther, fmt.Sprintf("%s%s answered %d %s: %s (or a proxy in front of it) fails; look at its logs, and at the Ingress or Gateway if one is in between",
+		base, path, a.status, statusText(a), what)}
+}
+
+// readyzIfGiven is readyz when the admin URL is given, nil otherwise.
+func readyzIfGiven(ctx context.Context, cfg Config, what, adminURL, flag string) *problem {
+	if adminURL == "" {
+		return nil
+	}
+	return readyz(ctx, cfg, what, adminURL, flag)
 }
 
 // wrongService explains an answer that is not the service's: something else listens there.

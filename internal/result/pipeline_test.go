@@ -78,15 +78,7 @@ func (f *failingStore) Watch(ctx context.Context) <-chan struct{} {
 func TestStoreLostKeepsTheNumbers(t *testing.T) {
 	opts, _ := voting.ParseOptions("a=Cats,b=Dogs")
 	st := &failingStore{}
-	svc, err := New(Config{Options: opts, PollInterval: 50 * time.Millisecond}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go svc.Run(ctx)
-	srv := httptest.NewServer(svc.Handler())
-	defer srv.Close()
+	srv := serve(t, Config{Options: opts, PollInterval: 50 * time.Millisecond}, st)
 	get := func() snapshot { return fetchSnapshot(t, srv) }
 	deadline := time.Now().Add(5 * time.Second)
 	for get().Total != 3 && time.Now().Before(deadline) {
@@ -117,15 +109,8 @@ func TestResultFaults(t *testing.T) {
 	if err := faults.Add(nil, Faults...); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Options: opts, PollInterval: 50 * time.Millisecond, Faults: faults}, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go svc.Run(ctx)
-	srv := httptest.NewServer(svc.Handler())
-	defer srv.Close()
+	srv := serve(t, Config{Options: opts, PollInterval: 50 * time.Millisecond, Faults: faults}, st)
+	ctx := context.Background()
 	results := func() snapshot { return fetchSnapshot(t, srv) }
 	wait := func(what string, ok func(snapshot) bool) {
 		t.Helper()
@@ -188,4 +173,20 @@ func fetchSnapshot(t *testing.T, srv *httptest.Server) snapshot {
 	var s snapshot
 	_ = json.Unmarshal([]byte(fetch(t, srv, "/api/results")), &s)
 	return s
+}
+
+// serve runs a result service of cfg on st, and its handler on a test server, until the test
+// ends.
+func serve(t *testing.T, cfg Config, st Store) *httptest.Server {
+	t.Helper()
+	svc, err := New(cfg, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go svc.Run(ctx)
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return srv
 }
