@@ -24,6 +24,7 @@ import (
 
 	rolloutsv1alpha1 "github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1"
 	cnpgv1 "github.com/cloudnative-pg/api/pkg/api/v1"
+	policyv1beta1 "github.com/sigstore/policy-controller/pkg/apis/policy/v1beta1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
@@ -32,14 +33,16 @@ import (
 var root = filepath.Join("..", "..")
 
 // decodeScheme knows the built-in Kubernetes types, the Gateway API v1 types (Gateway,
-// HTTPRoute, ...), CloudNativePG's (Cluster) and Argo Rollouts' (Rollout, AnalysisTemplate),
-// whose CRDs are not part of Kubernetes itself.
+// HTTPRoute, ...), CloudNativePG's (Cluster), Argo Rollouts' (Rollout, AnalysisTemplate) and
+// sigstore policy-controller's (ClusterImagePolicy v1beta1), whose CRDs are not part of
+// Kubernetes itself.
 var decodeScheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(scheme.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	utilruntime.Must(cnpgv1.AddToScheme(s))
 	utilruntime.Must(rolloutsv1alpha1.AddToScheme(s))
+	utilruntime.Must(policyv1beta1.AddToScheme(s))
 	return s
 }()
 

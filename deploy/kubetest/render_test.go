@@ -31,8 +31,9 @@ func TestEveryTargetRendersAndDecodesStrictly(t *testing.T) {
 		"kustomize-tests-external-postgres", "kustomize-tests-external-both",
 		"kustomize-tests-read-only-result", "kustomize-tests-external-postgres-read-only",
 		"kustomize-tests-shared-gateway", "kustomize-tests-ingress-nginx", "kustomize-tests-argo-rollouts",
+		"kustomize-tests-image-policy", "kustomize-tests-image-policy-key",
 		"helm-defaults", "helm-dev", "helm-prod", "helm-bitnami", "helm-external-url", "helm-external-secret",
-		"helm-shared-gateway", "helm-ingress-nginx",
+		"helm-shared-gateway", "helm-ingress-nginx", "helm-image-policy",
 	} {
 		if !names[want] {
 			t.Errorf("target %s was not rendered", want)
@@ -58,6 +59,10 @@ func TestStrictDecodingCatchesMistakes(t *testing.T) {
 			"spec:\n  strategy:\n    canary:\n      step: []\n",
 		"misspelt AnalysisTemplate field": "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata:\n  name: x\n" +
 			"spec:\n  metrics:\n    - name: m\n      successCondtion: \"true\"\n",
+		// And policy-controller's (components/image-policy).
+		"misspelt ClusterImagePolicy field": "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: x\n" +
+			"spec:\n  images:\n    - glob: \"a:*\"\n  authorities:\n    - name: k\n      keyless:\n        identities:\n" +
+			"          - issuer: i\n            subjectRegex: s\n",
 	} {
 		if _, err := decodeStrict([]byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)
