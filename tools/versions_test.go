@@ -74,7 +74,8 @@ func TestVersionsMatchTheModules(t *testing.T) {
 		"COMPOSE_VERSION":                {"compose/go.mod", "github.com/docker/compose/v5"},
 	}
 	// The tools go install builds, and the database make vuln reads: their only pin is here.
-	installed := []string{"STATICCHECK_VERSION", "GOVULNCHECK_VERSION", "ACTIONLINT_VERSION", "VULNDB_VERSION"}
+	installed := []string{"STATICCHECK_VERSION", "GOVULNCHECK_VERSION", "ACTIONLINT_VERSION", "VULNDB_VERSION",
+		"COSIGN_VERSION", "SYFT_VERSION", "DISTRIBUTION_VERSION"}
 
 	for name, b := range built {
 		want, ok := versions[name]
