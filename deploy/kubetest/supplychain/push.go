@@ -126,9 +126,9 @@ func PullChart(c Chart, dest string) (string, error) {
 }
 
 // LocateChart is what `helm install NAME oci://... --version v --plain-http` does before
-// installing: it pulls the chart into Helm's cache and returns the archive's path. inst is
-// the install action that will install it.
-func LocateChart(inst *action.Install, c Chart) (string, error) {
+// installing: it pulls the chart into Helm's cache (cache, rather than $HOME's) and returns
+// the archive's path. inst is the install action that will install it.
+func LocateChart(inst *action.Install, c Chart, cache string) (string, error) {
 	rc, err := RegistryClient()
 	if err != nil {
 		return "", err
@@ -136,13 +136,10 @@ func LocateChart(inst *action.Install, c Chart) (string, error) {
 	inst.SetRegistryClient(rc)
 	inst.Version, inst.PlainHTTP = c.Version, true
 	settings := cli.New()
-	// Helm's cache (chart archives, the registry's config) in a temporary directory rather
-	// than $HOME, which the cluster checks run as root would otherwise write to.
-	tmp, err := os.MkdirTemp("", "helm-cache")
-	if err != nil {
+	settings.RepositoryCache = cache
+	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", err
 	}
-	settings.RepositoryCache = tmp
 	path, err := inst.LocateChart(c.URL(), settings)
 	if err != nil {
 		return "", fmt.Errorf("helm install %s --version %s: %w", c.URL(), c.Version, err)
