@@ -112,19 +112,21 @@ screenshots:
 	CHROMIUM=$$(scripts/ensure-chromium) $(GO) test -count=1 ./internal/browsertest -update-screenshots
 
 ## lint: formatting and go.mod tidiness (every module), vet (also of the image's -tags nosqlite
-## build) and staticcheck (also of the deployment modules compose and monitoring). vet builds
-## with -race, as test-go does, so that the app's dependencies compile once. deploy/kubetest
-## is vetted by test-deploy and staticchecked by staticcheck-kubetest, not here: staticcheck
-## analyses every package of Kubernetes and Helm from source, 7 CPU-minutes of a cold make test
+## build) and staticcheck (also of the deployment modules compose and monitoring), actionlint,
+## and the workflows' supply-chain rules (tools/workflows). vet builds with -race, as test-go
+## does, so that the app's dependencies compile once. deploy/kubetest is vetted by test-deploy
+## and staticchecked by staticcheck-kubetest, not here: staticcheck analyses every package of
+## Kubernetes and Helm from source, 7 CPU-minutes of a cold make test
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
-	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/traefik; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
+	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/traefik tools/workflows; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet -race ./...
 	$(GO) vet -race -tags nosqlite ./cmd/voting
 	@sc=$$(scripts/tool staticcheck) && $$sc ./... && \
 	  for m in deploy/compose deploy/monitoring; do echo "staticcheck in $$m"; (cd $$m && $$sc ./...) || exit 1; done
 	scripts/actionlint
+	cd tools/workflows && ../../$(GO) test -count=1 ./...
 
 ## staticcheck-kubetest: staticcheck of deploy/kubetest, which lint leaves to vet (GitHub
 ## Actions runs it after make test)
