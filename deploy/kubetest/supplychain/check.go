@@ -114,9 +114,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sbomSummary, err := checkSBOM(sbom, img)
+	bin, err := ReadFile(img, ImagePath)
 	if err != nil {
 		return nil, err
+	}
+	sbomSummary, err := checkSBOM(sbom, bin)
+	if err != nil {
+		return nil, fmt.Errorf("the image's SBOM: %w", err)
 	}
 	say("syft SBOM of the image: %s", sbomSummary)
 
@@ -212,23 +216,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	verify := []string{"verify", "--key", res.Pub, "--insecure-ignore-tlog"}
+	// Each must fail for its own reason, not for any error (a registry that does not answer
+	// would fail them all): the phrase cosign says it with.
 	for _, c := range []struct {
-		what string
-		args []string
+		what, why string
+		args      []string
 	}{
-		{"the image with one byte of " + ImagePath + " changed (" + td.DigestStr()[:19] + "), the original's signatures and attestation copied to it", append(verify, td.String())},
-		{"the same tampered image by the tag it replaced (:dev)", append(verify, repo+":dev")},
-		{"an unsigned image (" + res.Unsigned.DigestStr()[:19] + ")", append(verify, res.Unsigned.String())},
-		{"the unsigned image's SBOM attestation", []string{"verify-attestation", "--key", res.Pub, "--insecure-ignore-tlog", "--type", "spdxjson", res.Unsigned.String()}},
-		{"a chart signed by another key (" + other.Version + ")", append(verify, other.Ref())},
-		{"our chart against the other key", []string{"verify", "--key", res.OtherPub, "--insecure-ignore-tlog", res.Chart.Ref()}},
-		{"a " + ChecksumsFile + " with one byte changed", []string{"verify-blob", "--key", res.Pub, "--insecure-ignore-tlog", "--bundle", filepath.Join(release, ChecksumsSig), badSums}},
+		{"the image with one byte of " + ImagePath + " changed (" + td.DigestStr()[:19] + "), the original's signatures and attestation copied to it",
+			"provided artifact digest does not match", append(verify, td.String())},
+		{"the same tampered image by the tag it replaced (:dev)", "provided artifact digest does not match", append(verify, repo+":dev")},
+		{"an unsigned image (" + res.Unsigned.DigestStr()[:19] + ")", "no signatures found", append(verify, res.Unsigned.String())},
+		{"the unsigned image's SBOM attestation", "no matching attestations",
+			[]string{"verify-attestation", "--key", res.Pub, "--insecure-ignore-tlog", "--type", "spdxjson", res.Unsigned.String()}},
+		{"a chart signed by another key (" + other.Version + ")", "accepted signatures do not match threshold", append(verify, other.Ref())},
+		{"our chart against the other key", "accepted signatures do not match threshold",
+			[]string{"verify", "--key", res.OtherPub, "--insecure-ignore-tlog", res.Chart.Ref()}},
+		{"a " + ChecksumsFile + " with one byte changed", "invalid signature",
+			[]string{"verify-blob", "--key", res.Pub, "--insecure-ignore-tlog", "--bundle", filepath.Join(release, ChecksumsSig), badSums}},
 	} {
 		out, err := cosign.Run(ctx, c.args...)
 		if err == nil {
 			return nil, fmt.Errorf("cosign %s passed on %s:\n%s", strings.Join(c.args, " "), c.what, out)
 		}
-		say("refused, as it must be: %s: %s", c.what, lastLine(out))
+		if !strings.Contains(out, c.why) {
+			return nil, fmt.Errorf("cosign %s failed on %s, but not with %q:\n%s", strings.Join(c.args, " "), c.what, c.why, out)
+		}
+		say("refused, as it must be: %s: %q", c.what, c.why)
 	}
 
 	// helm pull from the registry gives back the chart that was pushed.
@@ -299,6 +312,9 @@ func makeRelease(ctx context.Context, syft Syft, binary, dir string) error {
 	if err := syft.SBOM(ctx, "file:"+filepath.Join(dir, name), filepath.Join(dir, name+".spdx.json")); err != nil {
 		return err
 	}
+	if _, err := checkSBOM(filepath.Join(dir, name+".spdx.json"), data); err != nil {
+		return fmt.Errorf("the release binary's SBOM: %w", err)
+	}
 	var sums strings.Builder
 	for _, f := range []string{name, name + ".spdx.json"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -311,10 +327,10 @@ func makeRelease(ctx context.Context, syft Syft, binary, dir string) error {
 	return os.WriteFile(filepath.Join(dir, ChecksumsFile), []byte(sums.String()), 0o644)
 }
 
-// checkSBOM reads an SPDX JSON SBOM of img and checks that it names the main module and every
-// module compiled into the image's binary (the build information Go writes into it), at the
-// versions built.
-func checkSBOM(path string, img v1.Image) (string, error) {
+// checkSBOM reads an SPDX JSON SBOM and checks that it names the main module and every module
+// compiled into bin, the Go binary it describes (the build information Go writes into it), at
+// the versions built.
+func checkSBOM(path string, bin []byte) (string, error) {
 	var doc struct {
 		SPDXVersion string `json:"spdxVersion"`
 		Packages    []struct {
@@ -334,13 +350,9 @@ func checkSBOM(path string, img v1.Image) (string, error) {
 		have[p.Name+"@"+p.VersionInfo] = true
 		have[p.Name] = true
 	}
-	bin, err := ReadFile(img, ImagePath)
-	if err != nil {
-		return "", err
-	}
 	info, err := buildinfo.Read(bytes.NewReader(bin))
 	if err != nil {
-		return "", fmt.Errorf("the image's %s has no Go build information: %w", ImagePath, err)
+		return "", fmt.Errorf("the binary has no Go build information: %w", err)
 	}
 	if !have[info.Main.Path] {
 		return "", fmt.Errorf("the SBOM (%d packages) does not name the main module %s", len(doc.Packages), info.Main.Path)
@@ -350,11 +362,11 @@ func checkSBOM(path string, img v1.Image) (string, error) {
 			d = d.Replace
 		}
 		if !have[d.Path+"@"+d.Version] {
-			return "", fmt.Errorf("the SBOM does not name %s %s, which the image's binary is built with", d.Path, d.Version)
+			return "", fmt.Errorf("the SBOM does not name %s %s, which the binary is built with", d.Path, d.Version)
 		}
 	}
-	return fmt.Sprintf("%s, %d packages: %s and each of the %d modules built into %s at its version (%s)",
-		doc.SPDXVersion, len(doc.Packages), info.Main.Path, len(info.Deps), ImagePath, info.GoVersion), nil
+	return fmt.Sprintf("%s, %d packages: %s and each of the %d modules built into the binary at its version (%s)",
+		doc.SPDXVersion, len(doc.Packages), info.Main.Path, len(info.Deps), info.GoVersion), nil
 }
 
 // copySignature replays the signatures of from onto to: every artifact that refers to from
@@ -454,11 +466,6 @@ func summary(out string) string {
 		return truncate(other[0])
 	}
 	return ""
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	return truncate(s[strings.LastIndex(s, "\n")+1:])
 }
 
 func truncate(s string) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -45,6 +46,23 @@ func TestReadmeVerifyCommands(t *testing.T) {
 			}
 			if !strings.Contains(strings.Join(c, " "), "--certificate-oidc-issuer https://token.actions.githubusercontent.com") {
 				t.Errorf("the README's %s does not name GitHub's issuer", line)
+			}
+		}
+	}
+	// The identity users are told to expect is the one the workflow signs as (and checks
+	// itself after signing).
+	ci, err := os.ReadFile("../../../.github/workflows/ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s+SIGNER_IDENTITY: '([^']+)'$`).FindSubmatch(ci)
+	if m == nil {
+		t.Fatal("ci.yml has no SIGNER_IDENTITY: '...' in its env")
+	}
+	for _, c := range cmds {
+		for i, w := range c {
+			if w == "--certificate-identity-regexp" && c[i+1] != string(m[1]) {
+				t.Errorf("README's identity %q, the workflow signs as %q", c[i+1], m[1])
 			}
 		}
 	}
