@@ -75,7 +75,13 @@ func TestVersionsMatchTheModules(t *testing.T) {
 		"POLICY_CONTROLLER_VERSION":      {"policy-tester/go.mod", "github.com/sigstore/policy-controller"},
 	}
 	// The tools go install builds, and the database make vuln reads: their only pin is here.
-	installed := []string{"STATICCHECK_VERSION", "GOVULNCHECK_VERSION", "ACTIONLINT_VERSION", "VULNDB_VERSION"}
+	installed := []string{"STATICCHECK_VERSION", "GOVULNCHECK_VERSION", "ACTIONLINT_VERSION", "VULNDB_VERSION",
+		"COSIGN_VERSION", "SYFT_VERSION", "DISTRIBUTION_VERSION"}
+	// actionlint is also a library: tools/workflows parses the workflows with it, and must
+	// read them as the actionlint that scripts/actionlint runs does.
+	if got, want := required(t, "workflows/go.mod", "github.com/rhysd/actionlint"), versions["ACTIONLINT_VERSION"]; got != want {
+		t.Errorf("versions.env says ACTIONLINT_VERSION=%s, but tools/workflows/go.mod requires github.com/rhysd/actionlint %s: change both together", want, got)
+	}
 
 	for name, b := range built {
 		want, ok := versions[name]

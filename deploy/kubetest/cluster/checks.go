@@ -13,6 +13,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/votingapp/voting/deploy/kubetest/supplychain"
 )
 
 // Checker runs the checks of `make e2e-cluster` against a running cluster: this machine's
@@ -32,6 +34,9 @@ type Checker struct {
 	// Outside is ip:port of an HTTP server outside the cluster that pods can route to, for
 	// the egress check; it must be on this machine.
 	Outside string
+	// Chart, when set, is where the Helm deployment installs the chart from (an OCI
+	// registry, as users do); otherwise from deploy/helm/voting.
+	Chart *supplychain.Chart
 	// ProbeImage is an image with busybox (nc, nslookup, wget, sleep) whose user is not root.
 	ProbeImage string
 	// Work is where the check writes its files.

@@ -26,6 +26,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/votingapp/voting/deploy/kubetest/supplychain"
 )
 
 // The cluster's fixed addresses and names.
@@ -59,6 +61,18 @@ type Cluster struct {
 	Traefik string
 	// Images are image tarballs (docker save) imported into containerd at start-up.
 	Images []string
+	// Registry is the distribution registry binary (scripts/tool registry): it serves on
+	// loopback, and the node's containerd pulls ghcr.io's images from it (a mirror), so the
+	// app's image is pulled as on any cluster rather than imported.
+	Registry string
+	// AppImage is the app image's tarball (docker save), pushed to the registry as
+	// ghcr.io/votingapp/voting:dev.
+	AppImage string
+	// ChartDir is the Helm chart (deploy/helm/voting), pushed to the registry.
+	ChartDir string
+	// Chart is the Helm chart as pushed to the registry at start-up: the checks install it
+	// from oci://.
+	Chart *supplychain.Chart
 	// Out receives one line per step.
 	Out io.Writer
 
@@ -90,6 +104,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"images", c.makeImages},
 		{"network", c.upNetwork},
 		{"outside server", c.upOutside},
+		{"registry", c.upRegistry},
 		{"control plane", c.upControlPlane},
 		{"containerd", c.upContainerd},
 		{"node", c.upNode},
@@ -127,13 +142,14 @@ func (c *Cluster) Checker(root, voting string) *Checker {
 		ProbeImage: ProbeImage,
 		Work:       c.Work,
 		Healthy:    c.healthy,
+		Chart:      c.Chart,
 		Out:        c.Out,
 	}
 }
 
 // hostComponents are the processes Up starts on the host, in start order.
 var hostComponents = []string{"etcd", "kube-apiserver", "containerd", "kube-controller-manager", "kube-scheduler",
-	"kubelet", "kube-proxy", "kube-router", "metrics-server", "local-path-provisioner", "traefik", "outside-server"}
+	"kubelet", "kube-proxy", "kube-router", "metrics-server", "local-path-provisioner", "traefik", "outside-server", "registry"}
 
 // healthy reports every host process running and the ones with a health endpoint healthy.
 func (c *Cluster) healthy(ctx context.Context) (string, error) {

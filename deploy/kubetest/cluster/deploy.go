@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
+	"github.com/votingapp/voting/deploy/kubetest/supplychain"
 )
 
 // helmConfig is a Helm SDK configuration for ns on the checker's cluster.
@@ -44,7 +45,16 @@ func (k *Checker) DeployHelm(ctx context.Context, ns, name string, valueFiles []
 		if err != nil {
 			return err
 		}
-		chart, err := loader.Load(filepath.Join(k.Root, "deploy", "helm", "voting"))
+		inst := action.NewInstall(cfg)
+		inst.ReleaseName, inst.Namespace = name, ns
+		chartPath, from := filepath.Join(k.Root, "deploy", "helm", "voting"), "deploy/helm/voting"
+		if k.Chart != nil {
+			if chartPath, err = supplychain.LocateChart(inst, *k.Chart, filepath.Join(k.Work, "helm-cache")); err != nil {
+				return err
+			}
+			from = fmt.Sprintf("%s --version %s", k.Chart.URL(), k.Chart.Version)
+		}
+		chart, err := loader.Load(chartPath)
 		if err != nil {
 			return err
 		}
@@ -52,8 +62,6 @@ func (k *Checker) DeployHelm(ctx context.Context, ns, name string, valueFiles []
 		if err != nil {
 			return err
 		}
-		inst := action.NewInstall(cfg)
-		inst.ReleaseName, inst.Namespace = name, ns
 		inst.Wait, inst.Timeout = true, 6*time.Minute
 		rel, err := inst.RunWithContext(ctx, chart, vals)
 		if err != nil {
@@ -63,8 +71,8 @@ func (k *Checker) DeployHelm(ctx context.Context, ns, name string, valueFiles []
 		for _, f := range valueFiles {
 			files = append(files, "-f "+relPath(k.Root, f))
 		}
-		saw = append(saw, fmt.Sprintf("helm install %s deploy/helm/voting %s: %s, revision %d, in %.0fs",
-			name, strings.Join(files, " "), rel.Info.Status, rel.Version, time.Since(t).Seconds()))
+		saw = append(saw, fmt.Sprintf("helm install %s %s %s: %s, revision %d, in %.0fs",
+			name, from, strings.Join(files, " "), rel.Info.Status, rel.Version, time.Since(t).Seconds()))
 		if err := k.servesApp(ctx, ns, &saw); err != nil {
 			return err
 		}

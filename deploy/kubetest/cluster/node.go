@@ -113,7 +113,8 @@ current-context: voting
 
 // upContainerd starts Debian's containerd with its CRI plugin on a socket of its own (never
 // the one a Docker engine uses), runc as the runtime and the bridge CNI network, and imports
-// the images: nothing is ever pulled.
+// the images; the app image is pulled from the loopback registry (upRegistry's hosts file),
+// nothing from the internet.
 func (c *Cluster) upContainerd(ctx context.Context) error {
 	if err := os.MkdirAll(c.path("cni"), 0o755); err != nil {
 		return err
@@ -135,7 +136,9 @@ state = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %q
-`, c.path("containerd"), containerdState, c.containerdSocket(), c.path("cni"))
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, c.path("containerd"), containerdState, c.containerdSocket(), c.path("cni"), c.path("certs.d"))
 	if err := os.WriteFile(c.path("containerd.toml"), []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -283,6 +286,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 		_ = exec.Command("umount", "-l", m).Run()
 	}
 	c.downOutside()
+	c.stop("registry")
 	c.downNetwork(ctx)
 	c.restoreSysctl()
 	if os.Getenv("KEEP") == "1" {

@@ -19,12 +19,20 @@ import (
 
 // start runs bin with args in the background, its output in <work>/<name>.log.
 func (c *Cluster) start(name, bin string, args ...string) error {
+	return c.startEnv(name, nil, bin, args...)
+}
+
+// startEnv is start with env added to this process's environment.
+func (c *Cluster) startEnv(name string, env []string, bin string, args ...string) error {
 	logf, err := os.Create(filepath.Join(c.Work, name+".log"))
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so that a Ctrl-C of the check does not reach it before the
 	// tear-down, which stops the components in order.

@@ -35,7 +35,9 @@ func main() {
 	work := fs.String("work", "/tmp/voting-cluster", "work directory: PID files, logs, certificates, the node's data")
 	bin := fs.String("bin", "", "directory with the Kubernetes binaries and add-ons (scripts/kube-tools)")
 	traefik := fs.String("traefik", "", "the traefik binary (scripts/traefik-tool)")
-	images := fs.String("images", "", "comma-separated image tarballs (docker save) to import: the app's, Redis', PostgreSQL's")
+	images := fs.String("images", "", "comma-separated image tarballs (docker save) to import: Redis', PostgreSQL's")
+	registry := fs.String("registry", "", "the distribution registry binary (scripts/tool registry): the node pulls the app image from it")
+	appImage := fs.String("app-image", "", "the app image's tarball (docker save), pushed to the registry")
 	crds := fs.String("gateway-crds", "", "directory of the Gateway API standard CRDs (sigs.k8s.io/gateway-api config/crd/standard)")
 	root := fs.String("root", "../..", "the repository's top directory")
 	voting := fs.String("voting", "", "the voting binary, for its load generator")
@@ -60,7 +62,8 @@ func main() {
 		}
 		return a
 	}
-	c := &cluster.Cluster{Work: abs(*work), Bin: abs(*bin), Traefik: abs(*traefik), Out: os.Stdout}
+	c := &cluster.Cluster{Work: abs(*work), Bin: abs(*bin), Traefik: abs(*traefik), Registry: abs(*registry),
+		AppImage: abs(*appImage), ChartDir: filepath.Join(abs(*root), "deploy", "helm", "voting"), Out: os.Stdout}
 	for _, img := range strings.Split(*images, ",") {
 		if img != "" {
 			c.Images = append(c.Images, abs(img))
@@ -122,6 +125,12 @@ func runAll(ctx context.Context, c *cluster.Cluster, checks func() int) int {
 		rc = 1
 	} else {
 		rc = checks()
+		if saw, err := c.PulledFromRegistry(); err != nil {
+			fmt.Printf("FAIL image pull: %v\n", err)
+			rc = 1
+		} else {
+			fmt.Printf("ok   image pull: %s\n", saw)
+		}
 	}
 	// Not the signal's context: a tear-down after Ctrl-C must still run to the end.
 	downCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
