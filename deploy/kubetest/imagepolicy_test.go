@@ -184,6 +184,29 @@ func TestImagePolicyNamesTheReleaseWorkflow(t *testing.T) {
 			t.Errorf("%s: signatureFormat %q, want the default (legacy)", name, a.SignatureFormat)
 		}
 	}
+	// The identity is the one the workflow signs as (and checks itself after signing).
+	ci, err := os.ReadFile(root + "/.github/workflows/ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"SIGNER_IDENTITY": workflowSubject, "SIGNER_ISSUER": workflowIssuer} {
+		got := "missing"
+		if m := regexp.MustCompile(`(?m)^\s+` + key + `: '?([^'\s]+)'?$`).FindSubmatch(ci); m != nil {
+			got = string(m[1])
+		}
+		if got != want {
+			t.Errorf("ci.yml's %s is %s, the policy names %s", key, got, want)
+		}
+	}
+	// And it signs the image in the format the policy reads: policy-controller v0.13 reads
+	// cosign's legacy format unless signatureFormat says "bundle", cosign v3 writes the bundle
+	// format unless told otherwise.
+	sign := regexp.MustCompile(`(?m)^\s+cosign sign (.*)"\$IMAGE@\$DIGEST"$`).FindSubmatch(ci)
+	if sign == nil {
+		t.Error(`ci.yml has no "cosign sign ... "$IMAGE@$DIGEST"" line`)
+	} else if !strings.Contains(string(sign[1]), "--new-bundle-format=false") {
+		t.Errorf("ci.yml signs the image with %q: without --new-bundle-format=false cosign v3 writes the bundle format, which the policy does not read", sign[0])
+	}
 	re := regexp.MustCompile(workflowSubject)
 	for subject, want := range map[string]bool{
 		"https://github.com/votingapp/voting/.github/workflows/ci.yml@refs/heads/main":               true,
