@@ -118,6 +118,9 @@ func TestHelmSchemaRejectsMistakes(t *testing.T) {
 		{"accent colour that is none", map[string]any{"accentColor": "#fff;} body{display:none"}, "accentColor"},
 		{"accent colour of four digits", map[string]any{"accentColor": "#abcd"}, "accentColor"},
 		{"accent colour name unknown", map[string]any{"accentColor": "lime"}, "accentColor"},
+		{"unknown imagePolicy key", map[string]any{"imagePolicy": map[string]any{"enable": true}}, "enable"},
+		{"imagePolicy issuer without https", map[string]any{"imagePolicy": map[string]any{"issuer": "http://issuer.example"}}, "issuer"},
+		{"imagePolicy glob with a space", map[string]any{"imagePolicy": map[string]any{"unverifiedImages": []any{"redis *"}}}, "unverifiedImages"},
 		{"unknown edge selector key", map[string]any{"networkPolicy": map[string]any{"gateway": map[string]any{
 			"podLabels": map[string]any{"a": "b"}}}}, "podLabels"},
 	}
