@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"helm.sh/helm/v3/pkg/chart/loader"
+
+	"github.com/votingapp/voting/deploy/kubetest/render"
 )
 
 // Published names, as the README's commands spell them.
@@ -39,8 +42,9 @@ type Config struct {
 	Root string
 	// Work holds the registry's storage, keys, SBOMs and logs.
 	Work string
-	// Cosign, Syft, Registry are the binaries (scripts/tool cosign|syft|registry).
-	Cosign, Syft, Registry string
+	// Cosign, Syft, Registry, PolicyTester are the binaries (scripts/tool
+	// cosign|syft|registry|policy-tester).
+	Cosign, Syft, Registry, PolicyTester string
 	// ImageTar is the app image (docker save of the image built from the Dockerfile).
 	ImageTar string
 	// Binary is the voting binary, which stands for a release binary.
@@ -139,9 +143,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	sc := "--signing-config=" + offline
+	// The image is signed as the release workflow signs it: in cosign's legacy format (a
+	// signature image under the tag sha256-<digest>.sig, the SBOM attestation under .att), the
+	// one the image policy's policy-controller reads; chart and checksums in the bundle format.
+	// Both for a reason: cosign verify, when an image has bundles, reads only those and takes
+	// an attestation bundle for a signature, so a bundle-format attestation beside a legacy
+	// signature would pass verify even without the signature.
+	legacy := []string{"--new-bundle-format=false", "--use-signing-config=false", "--tlog-upload=false"}
 	for _, args := range [][]string{
-		{"sign", "--key", res.Key, sc, res.Image.String()},
-		{"attest", "--key", res.Key, sc, "--type", "spdxjson", "--predicate", sbom, res.Image.String()},
+		append([]string{"sign", "--key", res.Key, res.Image.String()}, legacy...),
+		append([]string{"attest", "--key", res.Key, "--type", "spdxjson", "--predicate", sbom, res.Image.String()}, legacy...),
 		{"sign", "--key", res.Key, sc, res.Chart.Ref()},
 		{"sign-blob", "--key", res.Key, sc, "--bundle", filepath.Join(release, ChecksumsSig), filepath.Join(release, ChecksumsFile)},
 	} {
@@ -176,6 +187,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the README's command %q failed: %w", strings.Join(c, " "), err)
 		}
+		// cosign verify also accepts an attestation for a signature (when it finds bundles it
+		// reads only those): a verify must have found a signature proper.
+		if c[1] == "verify" && strings.Contains(out, `"type":"https://cosign.sigstore.dev/attestation/v1"`) {
+			return nil, fmt.Errorf("the README's %q passed on an attestation, not on a signature:\n%s", strings.Join(c, " "), out)
+		}
 		say("README: %s: ok (%s)", strings.Join(c[:min(2, len(c))], " "), summary(out))
 	}
 
@@ -204,6 +220,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if res.Unsigned, err = Push(ctx, unsignedImg, repo+":unsigned"); err != nil {
 		return nil, err
 	}
+	otherImg, err := Relabel(img, "org.opencontainers.image.description", "signed by another key")
+	if err != nil {
+		return nil, err
+	}
+	otherSigned, err := Push(ctx, otherImg, repo+":other-key")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cosign.Run(ctx, append([]string{"sign", "--key", otherKey, otherSigned.String()}, legacy...)...); err != nil {
+		return nil, err
+	}
 	other, err := PushChart(filepath.Join(cfg.Root, "deploy", "helm", "voting"), res.Chart.Version+"-other", reg.Addr, filepath.Join(cfg.Work, "other-chart"))
 	if err != nil {
 		return nil, err
@@ -223,11 +250,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		args      []string
 	}{
 		{"the image with one byte of " + ImagePath + " changed (" + td.DigestStr()[:19] + "), the original's signatures and attestation copied to it",
-			"provided artifact digest does not match", append(verify, td.String())},
-		{"the same tampered image by the tag it replaced (:dev)", "provided artifact digest does not match", append(verify, repo+":dev")},
+			"invalid or missing digest in claim", append(verify, td.String())},
+		{"the same tampered image by the tag it replaced (:dev)", "invalid or missing digest in claim", append(verify, repo+":dev")},
 		{"an unsigned image (" + res.Unsigned.DigestStr()[:19] + ")", "no signatures found", append(verify, res.Unsigned.String())},
 		{"the unsigned image's SBOM attestation", "no matching attestations",
 			[]string{"verify-attestation", "--key", res.Pub, "--insecure-ignore-tlog", "--type", "spdxjson", res.Unsigned.String()}},
+		{"an image signed by another key (" + otherSigned.DigestStr()[:19] + ")", "no matching signatures", append(verify, otherSigned.String())},
 		{"a chart signed by another key (" + other.Version + ")", "accepted signatures do not match threshold", append(verify, other.Ref())},
 		{"our chart against the other key", "accepted signatures do not match threshold",
 			[]string{"verify", "--key", res.OtherPub, "--insecure-ignore-tlog", res.Chart.Ref()}},
@@ -257,6 +285,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("helm pull gave chart %s %s with %d templates", ch.Name(), ch.Metadata.Version, len(ch.Templates))
 	}
 	say("helm pull %s --version %s: chart %s with %d templates", res.Chart.URL(), res.Chart.Version, ch.Name(), len(ch.Templates))
+
+	// The admission policy (components/image-policy, Helm imagePolicy), with the run's key in
+	// place of the keyless identity and the loopback registry in place of ghcr.io: sigstore
+	// policy-controller's own verification (policy-tester) admits the signed image and
+	// nothing else, in both renderings.
+	pubPEM, err := os.ReadFile(res.Pub)
+	if err != nil {
+		return nil, err
+	}
+	for _, from := range []render.Kind{render.Kustomize, render.Helm} {
+		policy := filepath.Join(cfg.Work, "image-policy-"+string(from)+".yaml")
+		if err := WriteKeyPolicy(cfg.Root, from, pubPEM, repo, policy); err != nil {
+			return nil, err
+		}
+		if err := CheckPolicy(ctx, cfg.PolicyTester, policy, res.Image.String()); err != nil {
+			return nil, fmt.Errorf("the %s image policy refused the signed image: %w", from, err)
+		}
+		var refused []string
+		for what, image := range map[string]name.Digest{"tampered": td, "unsigned": res.Unsigned, "signed by another key": otherSigned} {
+			if err := CheckPolicy(ctx, cfg.PolicyTester, policy, image.String()); err == nil {
+				return nil, fmt.Errorf("the %s image policy admitted the %s image %s", from, what, image)
+			}
+			refused = append(refused, what)
+		}
+		sort.Strings(refused)
+		say("image policy (%s rendering, policy-tester): admits the signed image, refuses the %s ones", from, strings.Join(refused, ", "))
+	}
 
 	// The image the cluster pulls is the signed one again: the tag goes back to it.
 	if _, err := Push(ctx, img, repo+":dev"); err != nil {
@@ -369,11 +424,29 @@ func checkSBOM(path string, bin []byte) (string, error) {
 		doc.SPDXVersion, len(doc.Packages), info.Main.Path, len(info.Deps), info.GoVersion), nil
 }
 
-// copySignature replays the signatures of from onto to: every artifact that refers to from
-// (cosign keeps its signature bundles and attestations as OCI referrers of the digest they
-// sign) is pushed again with its subject changed to to, its signed content untouched. A
-// verifier must notice that what was signed is not what it is given.
+// copySignature replays the signatures of from onto to, as an attacker who can push would:
+// cosign's legacy signature and attestation images (tags sha256-<hex>.sig and .att) are copied
+// to the tags they would have for to, and every artifact that refers to from (the bundle
+// format keeps signatures and attestations as OCI referrers of the digest they sign) is pushed
+// again with its subject changed to to. The signed content is untouched: a verifier must notice
+// that what was signed is not what it is given. It returns how many it copied.
 func copySignature(ctx context.Context, from, to name.Digest) (int, error) {
+	copied := 0
+	for _, suffix := range []string{".sig", ".att"} {
+		src, err := name.NewTag(from.Context().String() + ":" + strings.Replace(from.DigestStr(), ":", "-", 1) + suffix)
+		if err != nil {
+			return 0, err
+		}
+		desc, err := remote.Get(src, remote.WithContext(ctx))
+		if err != nil {
+			continue // none of this kind
+		}
+		dst := to.Context().Tag(strings.Replace(to.DigestStr(), ":", "-", 1) + suffix)
+		if err := remote.Put(dst, rawManifest{desc.Manifest, desc.MediaType}, remote.WithContext(ctx)); err != nil {
+			return 0, fmt.Errorf("push the copied %s: %w", dst, err)
+		}
+		copied++
+	}
 	idx, err := remote.Referrers(from, remote.WithContext(ctx))
 	if err != nil {
 		return 0, fmt.Errorf("the referrers of %s: %w", from, err)
@@ -407,8 +480,9 @@ func copySignature(ctx context.Context, from, to name.Digest) (int, error) {
 		if err := remote.Put(from.Context().Digest(h.String()), rawManifest{raw, desc.MediaType}, remote.WithContext(ctx)); err != nil {
 			return 0, fmt.Errorf("push the copied referrer: %w", err)
 		}
+		copied++
 	}
-	return len(im.Manifests), nil
+	return copied, nil
 }
 
 // rawManifest is a manifest pushed as it is.

@@ -25,11 +25,12 @@ func main() {
 	flag.StringVar(&cfg.Cosign, "cosign", "", "the cosign binary (scripts/tool cosign)")
 	flag.StringVar(&cfg.Syft, "syft", "", "the syft binary (scripts/tool syft)")
 	flag.StringVar(&cfg.Registry, "registry", "", "the distribution registry binary (scripts/tool registry)")
+	flag.StringVar(&cfg.PolicyTester, "policy-tester", "", "sigstore policy-controller's policy-tester (scripts/tool policy-tester)")
 	flag.StringVar(&cfg.ImageTar, "image", "", "the app image as a docker save tarball")
 	flag.StringVar(&cfg.Binary, "voting", "", "the voting binary, standing for a release binary")
 	flag.Parse()
 	cfg.Out = os.Stdout
-	for n, v := range map[string]string{"-cosign": cfg.Cosign, "-syft": cfg.Syft, "-registry": cfg.Registry, "-image": cfg.ImageTar, "-voting": cfg.Binary} {
+	for n, v := range map[string]string{"-cosign": cfg.Cosign, "-syft": cfg.Syft, "-registry": cfg.Registry, "-policy-tester": cfg.PolicyTester, "-image": cfg.ImageTar, "-voting": cfg.Binary} {
 		if v == "" {
 			fmt.Fprintf(os.Stderr, "supplychain: %s is required\n", n)
 			os.Exit(2)
@@ -43,7 +44,7 @@ func main() {
 		defer os.RemoveAll(dir)
 		cfg.Work = dir
 	}
-	for _, p := range []*string{&cfg.Root, &cfg.Work, &cfg.Cosign, &cfg.Syft, &cfg.Registry, &cfg.ImageTar, &cfg.Binary} {
+	for _, p := range []*string{&cfg.Root, &cfg.Work, &cfg.Cosign, &cfg.Syft, &cfg.Registry, &cfg.PolicyTester, &cfg.ImageTar, &cfg.Binary} {
 		if a, err := filepath.Abs(*p); err == nil {
 			*p = a
 		}
