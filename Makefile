@@ -120,7 +120,7 @@ screenshots:
 lint:
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
-	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/policy-tester tools/traefik tools/workflows; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
+	@$(GO) -C tools/traefik run ./cmd/prunelego && for m in $(DEPLOY_MODULES) tools/kube tools/metrics-server tools/compose tools/policy-controller tools/traefik tools/workflows; do [ -f $$m/go.mod ] || continue; (cd $$m && ../../$(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	$(GO) vet -race ./...
 	$(GO) vet -race -tags nosqlite ./cmd/voting
 	@sc=$$(scripts/tool staticcheck) && $$sc ./... && \

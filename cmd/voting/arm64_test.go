@@ -31,6 +31,18 @@ func arm64Command(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
 	if runtime.GOARCH != "arm64" {
 		q = emulator(t)
 	}
+	bin := arm64Binary(t)
+	if q == "" {
+		return exec.CommandContext(ctx, bin, args...)
+	}
+	return exec.CommandContext(ctx, q, append([]string{bin}, args...)...)
+}
+
+// arm64Binary builds the arm64 binary on first use and returns its path. Callers with a
+// deadline call it before they start the clock: on a cold machine the build alone (every
+// dependency compiled for arm64) takes minutes.
+func arm64Binary(t *testing.T) string {
+	t.Helper()
 	arm64.once.Do(func() {
 		if arm64.dir, arm64.err = os.MkdirTemp("", "voting-arm64-"); arm64.err == nil {
 			arm64.bin, arm64.err = proctest.BuildFor(arm64.dir, "arm64")
@@ -39,10 +51,7 @@ func arm64Command(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
 	if arm64.err != nil {
 		t.Fatal(arm64.err)
 	}
-	if q == "" {
-		return exec.CommandContext(ctx, arm64.bin, args...)
-	}
-	return exec.CommandContext(ctx, q, append([]string{arm64.bin}, args...)...)
+	return arm64.bin
 }
 
 func emulator(t *testing.T) string {
@@ -84,6 +93,7 @@ func startEmulated(t *testing.T, want []string, args ...string) *testApp {
 // runEmulated runs the arm64 binary to its end and returns its output.
 func runEmulated(t *testing.T, args ...string) string {
 	t.Helper()
+	arm64Binary(t) // built before the minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := arm64Command(ctx, t, args...).CombinedOutput()

@@ -68,8 +68,13 @@ type Cluster struct {
 	// AppImage is the app image's tarball (docker save), pushed to the registry as
 	// ghcr.io/votingapp/voting:dev.
 	AppImage string
-	// ChartDir is the Helm chart (deploy/helm/voting), pushed to the registry.
-	ChartDir string
+	// Root is the repository's top directory: its chart is pushed to the registry, its image
+	// policy checked (check 8).
+	Root string
+	// PolicyWebhook is sigstore policy-controller's webhook (scripts/tool policy-webhook),
+	// PolicyConfig its config/ directory (in the Go module cache), Cosign the cosign binary:
+	// check 8, the image policy enforced.
+	PolicyWebhook, PolicyConfig, Cosign string
 	// Chart is the Helm chart as pushed to the registry at start-up: the checks install it
 	// from oci://.
 	Chart *supplychain.Chart

@@ -255,7 +255,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 		return nil
 	}
 	c.logf("tearing down %s", c.Work)
-	for _, n := range []string{"traefik", "metrics-server", "local-path-provisioner", "kube-router", "kube-controller-manager", "kube-scheduler"} {
+	for _, n := range []string{policyWebhook, "traefik", "metrics-server", "local-path-provisioner", "kube-router", "kube-controller-manager", "kube-scheduler"} {
 		c.stop(n)
 	}
 	// The kubelet tears the pods down (CNI DEL releases each address and veth) while it and

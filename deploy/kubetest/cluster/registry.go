@@ -18,7 +18,7 @@ const AppImageRef = "ghcr.io/votingapp/voting:dev"
 // <work>/registry.addr), pushes the app image and the Helm chart to it, and writes the
 // containerd hosts file that makes the registry ghcr.io's mirror for the node.
 func (c *Cluster) upRegistry(ctx context.Context) error {
-	if c.Registry == "" || c.AppImage == "" || c.ChartDir == "" {
+	if c.Registry == "" || c.AppImage == "" || c.Root == "" {
 		return fmt.Errorf("the registry binary (scripts/tool registry), the app image tarball and the chart are needed: the node pulls the app image from the registry")
 	}
 	addr, err := supplychain.FreeAddr()
@@ -44,7 +44,7 @@ func (c *Cluster) upRegistry(ctx context.Context) error {
 		return err
 	}
 	c.logf("registry on http://%s: pushed %s as %s", addr, filepath.Base(c.AppImage), d)
-	ch, err := supplychain.PushChart(c.ChartDir, "", addr, c.path("registry"))
+	ch, err := supplychain.PushChart(filepath.Join(c.Root, "deploy", "helm", "voting"), "", addr, c.path("registry"))
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,14 @@ func (c *Cluster) upRegistry(ctx context.Context) error {
 	if err := os.MkdirAll(c.path("certs.d", "ghcr.io"), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(c.path("certs.d", "ghcr.io", "hosts.toml"), []byte(hosts), 0o644)
+	if err := os.WriteFile(c.path("certs.d", "ghcr.io", "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	// And by its own name (check 8's pods name their images by it), over plain HTTP.
+	if err := os.MkdirAll(c.path("certs.d", addr), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(c.path("certs.d", addr, "hosts.toml"), []byte(fmt.Sprintf("server = \"http://%s\"\n", addr)), 0o644)
 }
 
 // PulledFromRegistry reports how many times the node's containerd fetched the app image's

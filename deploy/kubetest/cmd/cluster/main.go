@@ -38,6 +38,9 @@ func main() {
 	images := fs.String("images", "", "comma-separated image tarballs (docker save) to import: Redis', PostgreSQL's")
 	registry := fs.String("registry", "", "the distribution registry binary (scripts/tool registry): the node pulls the app image from it")
 	appImage := fs.String("app-image", "", "the app image's tarball (docker save), pushed to the registry")
+	policyWebhook := fs.String("policy-webhook", "", "sigstore policy-controller's webhook (scripts/tool policy-webhook), for check 8")
+	policyConfig := fs.String("policy-config", "", "policy-controller's config/ directory (its Go module's), for check 8")
+	cosign := fs.String("cosign", "", "the cosign binary (scripts/tool cosign), for check 8")
 	crds := fs.String("gateway-crds", "", "directory of the Gateway API standard CRDs (sigs.k8s.io/gateway-api config/crd/standard)")
 	root := fs.String("root", "../..", "the repository's top directory")
 	voting := fs.String("voting", "", "the voting binary, for its load generator")
@@ -63,7 +66,8 @@ func main() {
 		return a
 	}
 	c := &cluster.Cluster{Work: abs(*work), Bin: abs(*bin), Traefik: abs(*traefik), Registry: abs(*registry),
-		AppImage: abs(*appImage), ChartDir: filepath.Join(abs(*root), "deploy", "helm", "voting"), Out: os.Stdout}
+		AppImage: abs(*appImage), Root: abs(*root), PolicyWebhook: abs(*policyWebhook), PolicyConfig: abs(*policyConfig),
+		Cosign: abs(*cosign), Out: os.Stdout}
 	for _, img := range strings.Split(*images, ",") {
 		if img != "" {
 			c.Images = append(c.Images, abs(img))
@@ -125,6 +129,11 @@ func runAll(ctx context.Context, c *cluster.Cluster, checks func() int) int {
 		rc = 1
 	} else {
 		rc = checks()
+		// Check 8 last: it starts an admission webhook that judges the pods of the namespaces
+		// opted in to it, and removes it again.
+		if !c.CheckImagePolicy(ctx, c.Checker(c.Root, "")) {
+			rc = 1
+		}
 		if saw, err := c.PulledFromRegistry(); err != nil {
 			fmt.Printf("FAIL image pull: %v\n", err)
 			rc = 1
