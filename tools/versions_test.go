@@ -72,7 +72,7 @@ func TestVersionsMatchTheModules(t *testing.T) {
 		"METRICS_SERVER_VERSION":         {"metrics-server/go.mod", "sigs.k8s.io/metrics-server"},
 		"TRAEFIK_VERSION":                {"traefik/go.mod", "github.com/traefik/traefik/v3"},
 		"COMPOSE_VERSION":                {"compose/go.mod", "github.com/docker/compose/v5"},
-		"POLICY_CONTROLLER_VERSION":      {"policy-tester/go.mod", "github.com/sigstore/policy-controller"},
+		"POLICY_CONTROLLER_VERSION":      {"policy-controller/go.mod", "github.com/sigstore/policy-controller"},
 	}
 	// The tools go install builds, and the database make vuln reads: their only pin is here.
 	installed := []string{"STATICCHECK_VERSION", "GOVULNCHECK_VERSION", "ACTIONLINT_VERSION", "VULNDB_VERSION",
