@@ -1,11 +1,8 @@
 package kubetest
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -117,16 +113,12 @@ func target(t *testing.T, name string) renderedTarget {
 
 // decodeStrict splits a YAML stream and decodes each document into its API type.
 func decodeStrict(data []byte) ([]object, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	docs, err := render.Documents(data)
+	if err != nil {
+		return nil, err
+	}
 	var objs []object
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	for _, doc := range docs {
 		if isEmptyDoc(doc) {
 			continue
 		}

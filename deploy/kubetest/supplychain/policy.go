@@ -1,19 +1,16 @@
 package supplychain
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/votingapp/voting/deploy/kubetest/render"
@@ -142,16 +139,12 @@ func renderKustomizeWithKey(root string, publicKeyPEM []byte) ([]byte, error) {
 // ClusterImagePolicies returns the ClusterImagePolicy documents of a rendering, the only kind
 // policy-tester's policy file may hold besides Secrets.
 func ClusterImagePolicies(rendering []byte) ([]byte, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendering)))
+	all, err := render.Documents(rendering)
+	if err != nil {
+		return nil, err
+	}
 	var docs [][]byte
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	for _, doc := range all {
 		var meta struct {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
