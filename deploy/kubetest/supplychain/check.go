@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -326,9 +325,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func runReadme(ctx context.Context, cosign Cosign, release string, chart Chart, cmd []string) (string, error) {
 	switch cmd[0] {
 	case "cosign":
-		return runToolIn(ctx, release, cosign.Bin, []string{"HOME=" + cosign.Home, "COSIGN_PASSWORD="}, cmd[1:]...)
+		return cosign.RunIn(ctx, release, cmd[1:]...)
 	case "sha256sum":
-		return runToolIn(ctx, release, "sha256sum", nil, cmd[1:]...)
+		return runTool(ctx, release, "sha256sum", nil, cmd[1:]...)
 	case "helm":
 		if len(cmd) < 3 || cmd[1] != "pull" || cmd[2] != chart.URL() {
 			return "", fmt.Errorf("the check runs `helm pull %s ...` only", chart.URL())
@@ -337,17 +336,6 @@ func runReadme(ctx context.Context, cosign Cosign, release string, chart Chart, 
 		return "pulled " + filepath.Base(path), err
 	}
 	return "", fmt.Errorf("the check cannot run %q: use cosign, helm pull or sha256sum in the README's block", cmd[0])
-}
-
-func runToolIn(ctx context.Context, dir, bin string, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%w\n%s", err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
 }
 
 // makeRelease lays out what the release job attaches to a GitHub release, for one binary:

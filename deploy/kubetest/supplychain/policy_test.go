@@ -10,8 +10,7 @@ import (
 	"github.com/votingapp/voting/deploy/kubetest/render"
 )
 
-// policyRoot is the repository's top directory, seen from this package. (The helpers here
-// are prefixed: other files of the package have helpers of their own.)
+// policyRoot is the repository's top directory, seen from this package.
 var policyRoot = filepath.Join("..", "..", "..")
 
 // The policy's proof against signed images, with policy-controller's own verification, is in

@@ -20,7 +20,12 @@ type Cosign struct {
 
 // Run runs cosign with args and returns its combined output.
 func (c Cosign) Run(ctx context.Context, args ...string) (string, error) {
-	return runTool(ctx, c.Bin, []string{"HOME=" + c.Home, "COSIGN_PASSWORD=", "COSIGN_YES=true"}, args...)
+	return c.RunIn(ctx, "", args...)
+}
+
+// RunIn is Run in the directory dir (relative paths in args are read there).
+func (c Cosign) RunIn(ctx context.Context, dir string, args ...string) (string, error) {
+	return runTool(ctx, dir, c.Bin, []string{"HOME=" + c.Home, "COSIGN_PASSWORD=", "COSIGN_YES=true"}, args...)
 }
 
 // KeyPair makes a cosign key pair in dir (`cosign generate-key-pair`) and returns the paths of
@@ -45,15 +50,17 @@ type Syft struct {
 
 // SBOM writes an SPDX JSON SBOM of source (`registry:ref`, `file:path`, ...) to out.
 func (s Syft) SBOM(ctx context.Context, source, out string) error {
-	_, err := runTool(ctx, s.Bin, []string{"HOME=" + s.Home, "SYFT_CHECK_FOR_APP_UPDATE=false",
+	_, err := runTool(ctx, "", s.Bin, []string{"HOME=" + s.Home, "SYFT_CHECK_FOR_APP_UPDATE=false",
 		"SYFT_REGISTRY_INSECURE_USE_HTTP=true"}, "scan", source, "-q", "-o", "spdx-json="+out)
 	return err
 }
 
-// runTool runs bin with args and env added to this process's, and returns its combined
-// output; a failure's error carries the command line and the output.
-func runTool(ctx context.Context, bin string, env []string, args ...string) (string, error) {
+// runTool runs bin with args in dir (this process's when empty) and env added to this
+// process's, and returns its combined output; a failure's error carries the command line and
+// the output.
+func runTool(ctx context.Context, dir, bin string, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
